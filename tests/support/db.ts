@@ -1,0 +1,98 @@
+// A migrated throwaway database per test file, the oracle (I5) and catalog inspection helpers.
+import pg from 'pg';
+import { migrate } from '../../sql/migrate.js';
+import { freshDatabase } from '../harness/index.js';
+
+export interface TestDb {
+  url: string;
+  /** A superuser connection, open for the whole file. */
+  admin: pg.Client;
+  connect(): Promise<pg.Client>;
+  drop(): Promise<void>;
+}
+
+export async function migratedDatabase(): Promise<TestDb> {
+  const db = await freshDatabase();
+  const clients: pg.Client[] = [];
+  const connect = async () => {
+    const client = new pg.Client({ connectionString: db.url });
+    await client.connect();
+    clients.push(client);
+    return client;
+  };
+  const admin = await connect();
+  await migrate(admin);
+  return {
+    url: db.url,
+    admin,
+    connect,
+    drop: async () => {
+      await Promise.all(clients.map((c) => c.end().catch(() => undefined)));
+      await db.drop();
+    },
+  };
+}
+
+/**
+ * Rows by which a stream table differs from its defining query evaluated now, as multisets
+ * (EXCEPT ALL both ways). Invariant I5 says this is 0 after quiescence.
+ */
+export async function divergence(client: pg.ClientBase, name: string): Promise<number> {
+  const { rows } = await client.query<{ q: string; st: string }>(
+    `SELECT defining_query AS q, format('%I.%I', pgt_schema, pgt_name) AS st
+       FROM pgtrickle.pgt_stream_tables WHERE pgt_id = pgtrickle._resolve($1)`,
+    [name],
+  );
+  const row = rows[0];
+  if (!row) throw new Error(`no stream table ${name}`);
+  const { rows: diff } = await client.query<{ n: string }>(
+    `SELECT count(*) AS n FROM (
+       (SELECT * FROM ${row.st} EXCEPT ALL SELECT * FROM (${row.q}) q)
+       UNION ALL
+       (SELECT * FROM (${row.q}) q EXCEPT ALL SELECT * FROM ${row.st})) d`,
+  );
+  return Number(diff[0]?.n);
+}
+
+/** Everything pgtrickle keeps about stream tables, counted, to show nothing is left behind. */
+export async function footprint(client: pg.ClientBase): Promise<Record<string, number>> {
+  const { rows } = await client.query<Record<string, string>>(`
+    SELECT (SELECT count(*) FROM pgtrickle.pgt_stream_tables) AS stream_tables,
+           (SELECT count(*) FROM pgtrickle.pgt_dependencies) AS dependencies,
+           (SELECT count(*) FROM pgtrickle.pgt_refresh_history) AS history,
+           (SELECT count(*) FROM pgtrickle.pgt_change_tracking) AS change_tracking,
+           (SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+             WHERE n.nspname = 'pgtrickle_changes' AND c.relkind = 'r') AS buffers,
+           (SELECT count(*) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+             WHERE n.nspname = 'pgtrickle_changes') AS capture_functions,
+           (SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'pgtrickle_cdc_%') AS triggers,
+           (SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+             WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'pgtrickle', 'pgtrickle_changes')
+               AND n.nspname NOT LIKE 'pg_toast%' AND c.relkind IN ('r', 'v')) AS user_relations`);
+  return Object.fromEntries(Object.entries(rows[0] ?? {}).map(([k, v]) => [k, Number(v)]));
+}
+
+/** Collects the NOTICE messages a client receives while `fn` runs. */
+export async function notices<T>(client: pg.Client, fn: () => Promise<T>): Promise<{ result: T; notices: string[] }> {
+  const seen: string[] = [];
+  const listener = (msg: pg.NoticeMessage) => {
+    if (msg.message) seen.push(msg.message);
+  };
+  client.on('notice', listener);
+  try {
+    return { result: await fn(), notices: seen };
+  } finally {
+    client.off('notice', listener);
+  }
+}
+
+/** The error a statement raises, for asserting on message, code and hint. */
+export async function pgError(promise: Promise<unknown>): Promise<pg.DatabaseError> {
+  try {
+    await promise;
+  } catch (err) {
+    if (err instanceof pg.DatabaseError) return err;
+    throw err;
+  }
+  throw new Error('expected the statement to fail, but it succeeded');
+}
