@@ -39,7 +39,10 @@ export function migrationsDir(): string {
   );
   const found = candidates.find((dir) => existsSync(dir));
   if (!found) {
-    throw new PgTrickleError('MIGRATION_FILE_INVALID', `no migrations directory in ${candidates.join(' or ')}`);
+    throw new PgTrickleError(
+      'MIGRATION_FILE_INVALID',
+      `no migrations directory in ${candidates.join(' or ')}`,
+    );
   }
   return found;
 }
@@ -50,7 +53,10 @@ export function loadMigrations(dir: string = migrationsDir()): Migration[] {
     .map((file) => {
       const match = FILE_PATTERN.exec(file);
       if (!match?.[1] || !match[2]) {
-        throw new PgTrickleError('MIGRATION_FILE_INVALID', `migration file name ${file} is not NNNN_words.sql`);
+        throw new PgTrickleError(
+          'MIGRATION_FILE_INVALID',
+          `migration file name ${file} is not NNNN_words.sql`,
+        );
       }
       return {
         version: Number(match[1]),
@@ -70,10 +76,11 @@ export function loadMigrations(dir: string = migrationsDir()): Migration[] {
   return migrations;
 }
 
-
 /** The newest applied migration, 0 when pgtrickle is not installed. */
 export async function installedVersion(client: pg.ClientBase): Promise<number> {
-  const exists = await client.query("SELECT 1 FROM pg_class WHERE oid = to_regclass('pgtrickle.pgt_schema_version')");
+  const exists = await client.query(
+    "SELECT 1 FROM pg_class WHERE oid = to_regclass('pgtrickle.pgt_schema_version')",
+  );
   if (exists.rowCount === 0) return 0;
   const { rows } = await client.query<{ version: number }>(
     'SELECT coalesce(max(version), 0) AS version FROM pgtrickle.pgt_schema_version',

@@ -15,7 +15,9 @@ describe('SQL API', () => {
   });
 
   it('creates a stream table that holds its query result, and refreshes it', async () => {
-    await sql.query(`CREATE TABLE orders (id int PRIMARY KEY, region text NOT NULL, amount numeric NOT NULL)`);
+    await sql.query(
+      `CREATE TABLE orders (id int PRIMARY KEY, region text NOT NULL, amount numeric NOT NULL)`,
+    );
     await sql.query(`INSERT INTO orders SELECT g, 'r' || (g % 3), g FROM generate_series(1, 30) g`);
     await sql.query(`SELECT pgtrickle.create_stream_table('revenue',
       'SELECT region, sum(amount) AS total, count(*) AS n FROM orders GROUP BY region', schedule => '30s')`);
@@ -26,7 +28,12 @@ describe('SQL API', () => {
     await sql.query(`SELECT pgtrickle.refresh_stream_table('revenue')`);
     expect(await divergence(sql, 'revenue')).toBe(0);
     const { rows } = await sql.query(`SELECT * FROM pgtrickle.pgt_status() WHERE name = 'public.revenue'`);
-    expect(rows[0]).toMatchObject({ status: 'ACTIVE', refresh_mode: 'AUTO', is_populated: true, schedule: '30s' });
+    expect(rows[0]).toMatchObject({
+      status: 'ACTIVE',
+      refresh_mode: 'AUTO',
+      is_populated: true,
+      schedule: '30s',
+    });
   });
 
   it('resolves the defining query through a view and records the base table as a source', async () => {
@@ -56,7 +63,9 @@ describe('SQL API', () => {
         'SELECT "select", sum(v) AS "sum; drop table x", max("from") AS "from" FROM "Odd; schema$$"."src ''x''" GROUP BY "select"')`,
       [name],
     );
-    await sql.query(`INSERT INTO "Odd; schema$$"."src 'x'" VALUES (3, 'd', 4); DELETE FROM "Odd; schema$$"."src 'x'" WHERE "select" = 2`);
+    await sql.query(
+      `INSERT INTO "Odd; schema$$"."src 'x'" VALUES (3, 'd', 4); DELETE FROM "Odd; schema$$"."src 'x'" WHERE "select" = 2`,
+    );
     await sql.query('SELECT pgtrickle.refresh_stream_table($1)', [name]);
     expect(await divergence(sql, name)).toBe(0);
     const { rows } = await sql.query(`SELECT * FROM "Odd; schema$$"."Weird ""name"" ü" ORDER BY 1`);
@@ -70,13 +79,19 @@ describe('SQL API', () => {
 
   it('rejects invalid SQL with PostgreSQL’s own error and leaves nothing behind', async () => {
     const before = await footprint(sql);
-    const syntax = await pgError(sql.query(`SELECT pgtrickle.create_stream_table('bad', 'SELEC region FROM orders')`));
+    const syntax = await pgError(
+      sql.query(`SELECT pgtrickle.create_stream_table('bad', 'SELEC region FROM orders')`),
+    );
     expect(syntax.code).toBe('42601');
     expect(syntax.message).toBe('syntax error at or near "SELEC"');
-    const missing = await pgError(sql.query(`SELECT pgtrickle.create_stream_table('bad', 'SELECT * FROM no_such')`));
+    const missing = await pgError(
+      sql.query(`SELECT pgtrickle.create_stream_table('bad', 'SELECT * FROM no_such')`),
+    );
     expect(missing.code).toBe('42P01');
     expect(missing.message).toBe('relation "no_such" does not exist');
-    const column = await pgError(sql.query(`SELECT pgtrickle.create_stream_table('bad', 'SELECT nope FROM orders')`));
+    const column = await pgError(
+      sql.query(`SELECT pgtrickle.create_stream_table('bad', 'SELECT nope FROM orders')`),
+    );
     expect(column.code).toBe('42703');
     expect(await footprint(sql)).toEqual(before);
     const { rows } = await sql.query(`SELECT to_regclass('bad') AS r`);
@@ -94,7 +109,9 @@ describe('SQL API', () => {
       sql.query(`SELECT pgtrickle.create_stream_table('x', 'SELECT 1 AS one', refresh_mode => 'LAZY')`),
     );
     expect(mode.message).toBe('invalid refresh mode "LAZY"');
-    const dup = await pgError(sql.query(`SELECT pgtrickle.create_stream_table('revenue', 'SELECT 1 AS one')`));
+    const dup = await pgError(
+      sql.query(`SELECT pgtrickle.create_stream_table('revenue', 'SELECT 1 AS one')`),
+    );
     expect(dup.code).toBe('42P07');
     expect(dup.message).toBe('stream table "revenue" already exists');
     const unknown = await pgError(sql.query(`SELECT pgtrickle.refresh_stream_table('nope')`));
@@ -110,8 +127,12 @@ describe('SQL API', () => {
   });
 
   it('alters schedule, mode and status, and replaces the query', async () => {
-    await sql.query(`SELECT pgtrickle.alter_stream_table('revenue', schedule => '5m', status => 'suspended')`);
-    let { rows } = await sql.query(`SELECT schedule, status FROM pgtrickle.pgt_status() WHERE name = 'public.revenue'`);
+    await sql.query(
+      `SELECT pgtrickle.alter_stream_table('revenue', schedule => '5m', status => 'suspended')`,
+    );
+    let { rows } = await sql.query(
+      `SELECT schedule, status FROM pgtrickle.pgt_status() WHERE name = 'public.revenue'`,
+    );
     expect(rows[0]).toEqual({ schedule: '5m', status: 'SUSPENDED' });
     await sql.query(`SELECT pgtrickle.alter_stream_table('revenue',
       query => 'SELECT region, max(amount) AS top FROM orders GROUP BY region', status => 'active')`);
@@ -124,7 +145,9 @@ describe('SQL API', () => {
   it('refuses a cycle between stream tables', async () => {
     await sql.query(`SELECT pgtrickle.create_stream_table('c1', 'SELECT region FROM orders')`);
     await sql.query(`SELECT pgtrickle.create_stream_table('c2', 'SELECT region FROM c1')`);
-    const err = await pgError(sql.query(`SELECT pgtrickle.alter_stream_table('c1', query => 'SELECT region FROM c2')`));
+    const err = await pgError(
+      sql.query(`SELECT pgtrickle.alter_stream_table('c1', query => 'SELECT region FROM c2')`),
+    );
     expect(err.message).toBe('stream table "c1" cannot read public.c2: that would make a cycle');
     await sql.query(`SELECT pgtrickle.drop_stream_table('c1', cascade => true)`);
   });
@@ -133,13 +156,17 @@ describe('SQL API', () => {
     const other = await db.connect();
     await other.query('BEGIN');
     await other.query(`SELECT pgtrickle.refresh_stream_table('revenue')`);
-    const { notices: seen } = await notices(sql, () => sql.query(`SELECT pgtrickle.refresh_stream_table('revenue')`));
+    const { notices: seen } = await notices(sql, () =>
+      sql.query(`SELECT pgtrickle.refresh_stream_table('revenue')`),
+    );
     await other.query('COMMIT');
     expect(seen).toEqual(['refresh skipped for "revenue": another refresh is in progress']);
   });
 
   it('refuses a refresh with a stale fencing epoch', async () => {
-    const err = await pgError(sql.query(`SELECT pgtrickle._refresh(pgtrickle._resolve('revenue'), 41, 'SCHEDULER')`));
+    const err = await pgError(
+      sql.query(`SELECT pgtrickle._refresh(pgtrickle._resolve('revenue'), 41, 'SCHEDULER')`),
+    );
     expect(err.code).toBe('PT001');
     expect(err.message).toMatch(/^stale fencing epoch for stream table "revenue"/);
   });

@@ -104,20 +104,28 @@ describe('change capture', () => {
   it('counts its own transaction’s writes as consumed when it refreshes in the same transaction', async () => {
     await db.admin.query(`CREATE TABLE own (v int)`);
     await db.admin.query(`SELECT pgtrickle.create_stream_table('own_st', 'SELECT v FROM own')`);
-    await db.admin.query(`BEGIN; INSERT INTO own VALUES (1), (2); SELECT pgtrickle.refresh_stream_table('own_st'); COMMIT`);
+    await db.admin.query(
+      `BEGIN; INSERT INTO own VALUES (1), (2); SELECT pgtrickle.refresh_stream_table('own_st'); COMMIT`,
+    );
     await db.admin.query(`SELECT pgtrickle.refresh_stream_table('own_st')`);
     expect(await consumed('own_st')).toEqual([0, 2, 0]);
     expect(await divergence(db.admin, 'own_st')).toBe(0);
   });
 
   it('pairs UPDATEs by primary key with old and new values, and splits a key change', async () => {
-    await db.admin.query(`CREATE TABLE k (id int PRIMARY KEY, v text); INSERT INTO k VALUES (1, 'a'), (2, 'b')`);
+    await db.admin.query(
+      `CREATE TABLE k (id int PRIMARY KEY, v text); INSERT INTO k VALUES (1, 'a'), (2, 'b')`,
+    );
     await db.admin.query(`SELECT pgtrickle.create_stream_table('k_st', 'SELECT id, v FROM k')`);
     await db.admin.query(`UPDATE k SET v = 'z' WHERE id = 1`);
     await db.admin.query(`UPDATE k SET id = 3 WHERE id = 2`);
     // Rows of one statement share an op_seq; their order within it carries no meaning.
-    const rows = (await buffer('k')).sort((a, b) => Number(a.op_seq) - Number(b.op_seq) || a.action.localeCompare(b.action));
-    expect(rows.map(({ action, new_1, old_1, new_2, old_2 }) => ({ action, new_1, old_1, new_2, old_2 }))).toEqual([
+    const rows = (await buffer('k')).sort(
+      (a, b) => Number(a.op_seq) - Number(b.op_seq) || a.action.localeCompare(b.action),
+    );
+    expect(
+      rows.map(({ action, new_1, old_1, new_2, old_2 }) => ({ action, new_1, old_1, new_2, old_2 })),
+    ).toEqual([
       { action: 'U', new_1: 1, old_1: 1, new_2: 'z', old_2: 'a' },
       { action: 'D', new_1: null, old_1: 2, new_2: null, old_2: 'b' },
       { action: 'I', new_1: 3, old_1: null, new_2: 'b', old_2: null },
@@ -153,9 +161,13 @@ describe('change capture', () => {
 
   it('captures the changes a refresh writes to a stream table for the stream tables that read it', async () => {
     await db.admin.query(`CREATE TABLE base (g int, v int); INSERT INTO base VALUES (1, 1), (2, 2)`);
-    await db.admin.query(`SELECT pgtrickle.create_stream_table('lvl1', 'SELECT g, sum(v) AS s FROM base GROUP BY g')`);
+    await db.admin.query(
+      `SELECT pgtrickle.create_stream_table('lvl1', 'SELECT g, sum(v) AS s FROM base GROUP BY g')`,
+    );
     await db.admin.query(`SELECT pgtrickle.create_stream_table('lvl2', 'SELECT sum(s) AS total FROM lvl1')`);
-    await db.admin.query(`SELECT pgtrickle.create_stream_table('lvl3', 'SELECT total * 2 AS doubled FROM lvl2')`);
+    await db.admin.query(
+      `SELECT pgtrickle.create_stream_table('lvl3', 'SELECT total * 2 AS doubled FROM lvl2')`,
+    );
     await db.admin.query(`INSERT INTO base VALUES (1, 10)`);
     for (const st of ['lvl1', 'lvl2', 'lvl3']) {
       await db.admin.query('SELECT pgtrickle.refresh_stream_table($1)', [st]);

@@ -18,9 +18,9 @@ describe('migrations', () => {
   });
 
   const versions = async () =>
-    (await client.query<{ version: number }>('SELECT version FROM pgtrickle.pgt_schema_version ORDER BY 1')).rows.map(
-      (r) => r.version,
-    );
+    (
+      await client.query<{ version: number }>('SELECT version FROM pgtrickle.pgt_schema_version ORDER BY 1')
+    ).rows.map((r) => r.version);
 
   it('installs every migration once on a fresh database, one row per version', async () => {
     const expected = loadMigrations().map((m) => m.version);

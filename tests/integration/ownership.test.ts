@@ -36,7 +36,10 @@ describe('ownership', () => {
   };
 
   it('makes the calling role the owner of the stream table and its storage', async () => {
-    await as(roleA, `SELECT pgtrickle.create_stream_table('st_a', 'SELECT id, v FROM shared_src WHERE v > 2')`);
+    await as(
+      roleA,
+      `SELECT pgtrickle.create_stream_table('st_a', 'SELECT id, v FROM shared_src WHERE v > 2')`,
+    );
     const { rows } = await db.admin.query(`
       SELECT pgt_owner::regrole::text AS owner, (SELECT relowner::regrole::text FROM pg_class WHERE oid = pgt_relid) AS rel_owner
         FROM pgtrickle.pgt_stream_tables WHERE pgt_name = 'st_a'`);
@@ -54,15 +57,21 @@ describe('ownership', () => {
       expect(err.message).toBe('must be owner of stream table "st_a"');
       expect(err.code).toBe('42501');
     }
-    const { rows } = await db.admin.query(`SELECT schedule FROM pgtrickle.pgt_stream_tables WHERE pgt_name = 'st_a'`);
+    const { rows } = await db.admin.query(
+      `SELECT schedule FROM pgtrickle.pgt_stream_tables WHERE pgt_name = 'st_a'`,
+    );
     expect(rows).toEqual([{ schedule: '1m' }]);
   });
 
   it('does not let a role build a stream table over a table it cannot read', async () => {
-    const err = await pgError(as(roleB, `SELECT pgtrickle.create_stream_table('peek', 'SELECT * FROM secret')`));
+    const err = await pgError(
+      as(roleB, `SELECT pgtrickle.create_stream_table('peek', 'SELECT * FROM secret')`),
+    );
     expect(err.code).toBe('42501');
     expect(err.message).toBe('permission denied for table secret');
-    const { rows } = await db.admin.query(`SELECT count(*)::int AS n FROM pgtrickle.pgt_stream_tables WHERE pgt_name = 'peek'`);
+    const { rows } = await db.admin.query(
+      `SELECT count(*)::int AS n FROM pgtrickle.pgt_stream_tables WHERE pgt_name = 'peek'`,
+    );
     expect(rows).toEqual([{ n: 0 }]);
   });
 

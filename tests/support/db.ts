@@ -73,9 +73,12 @@ export async function footprint(client: pg.ClientBase): Promise<Record<string, n
 }
 
 /** Collects the NOTICE messages a client receives while `fn` runs. */
-export async function notices<T>(client: pg.Client, fn: () => Promise<T>): Promise<{ result: T; notices: string[] }> {
+export async function notices<T>(
+  client: pg.Client,
+  fn: () => Promise<T>,
+): Promise<{ result: T; notices: string[] }> {
   const seen: string[] = [];
-  const listener = (msg: pg.NoticeMessage) => {
+  const listener = (msg: { message?: string }) => {
     if (msg.message) seen.push(msg.message);
   };
   client.on('notice', listener);
