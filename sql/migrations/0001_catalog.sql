@@ -20,6 +20,9 @@ CREATE TABLE pgtrickle.pgt_stream_tables (
   schedule           text NOT NULL,
   refresh_mode       text NOT NULL DEFAULT 'AUTO'
                      CHECK (refresh_mode IN ('FULL', 'DIFFERENTIAL', 'AUTO')),
+  -- What refreshes actually do: set when a node compiles the query; NULL until then (FULL).
+  effective_mode     text CHECK (effective_mode IN ('FULL', 'DIFFERENTIAL')),
+  fallback_reason    text,
   status             text NOT NULL DEFAULT 'INITIALIZING'
                      CHECK (status IN ('INITIALIZING', 'ACTIVE', 'SUSPENDED', 'ERROR')),
   is_populated       boolean NOT NULL DEFAULT false,
@@ -75,6 +78,17 @@ CREATE INDEX pgt_refresh_history_pgt_idx ON pgtrickle.pgt_refresh_history (pgt_i
 
 COMMENT ON TABLE pgtrickle.pgt_refresh_history IS 'One row per refresh attempt; removed with its stream table.';
 
+CREATE TABLE pgtrickle.pgt_plans (
+  pgt_id         bigint PRIMARY KEY REFERENCES pgtrickle.pgt_stream_tables (pgt_id) ON DELETE CASCADE,
+  strategy       text NOT NULL CHECK (strategy IN ('multiset', 'aggregate', 'aggregate_recompute', 'distinct')),
+  hidden_columns jsonb NOT NULL,
+  full_sql       text NOT NULL,
+  delta_sql      text NOT NULL,
+  compiled_at    timestamptz NOT NULL DEFAULT now()
+);
+
+COMMENT ON TABLE pgtrickle.pgt_plans IS 'Compiled differential refresh of a stream table: one statement that applies the delta.';
+
 CREATE TABLE pgtrickle.pgt_change_tracking (
   source_relid     oid PRIMARY KEY,
   buffer_name      name NOT NULL UNIQUE,
@@ -91,4 +105,4 @@ COMMENT ON TABLE pgtrickle.pgt_change_tracking IS 'One row per captured source: 
 CREATE SEQUENCE pgtrickle_changes.op_seq;
 
 GRANT SELECT ON pgtrickle.pgt_stream_tables, pgtrickle.pgt_dependencies,
-  pgtrickle.pgt_refresh_history, pgtrickle.pgt_change_tracking TO PUBLIC;
+  pgtrickle.pgt_refresh_history, pgtrickle.pgt_change_tracking, pgtrickle.pgt_plans TO PUBLIC;

@@ -418,7 +418,10 @@ COMMENT ON FUNCTION pgtrickle.create_stream_table(text, text, text, text, boolea
 -- Takes the refresh lock (I1: FOR UPDATE NOWAIT, a busy stream table is skipped, not queued)
 -- and checks the fencing epoch. Returns no row when another refresh holds the lock.
 CREATE FUNCTION pgtrickle._refresh_begin(p_id bigint, p_epoch bigint)
-RETURNS TABLE (schema_name name, rel_name name, defining_query text, column_list text)
+RETURNS TABLE (
+  schema_name name, rel_name name, owner_name name, refresh_mode text, needs_reinit boolean,
+  frontier pg_snapshot, frontier_xid xid8, defining_query text, column_list text,
+  full_sql text, delta_sql text)
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $fn$
@@ -437,10 +440,50 @@ BEGIN
   END IF;
   schema_name := st.pgt_schema;
   rel_name := st.pgt_name;
+  owner_name := (SELECT r.rolname FROM pg_roles r WHERE r.oid = st.pgt_owner);
+  refresh_mode := st.refresh_mode;
+  needs_reinit := st.needs_reinit;
+  frontier := st.frontier;
+  frontier_xid := st.frontier_xid;
   defining_query := st.defining_query;
   SELECT string_agg(format('%I', a.attname), ', ' ORDER BY a.attnum) INTO column_list
-    FROM pg_attribute a WHERE a.attrelid = st.pgt_relid AND a.attnum > 0 AND NOT a.attisdropped;
+    FROM pg_attribute a
+   WHERE a.attrelid = st.pgt_relid AND a.attnum > 0 AND NOT a.attisdropped AND a.attname NOT LIKE '\_\_pgt\_%';
+  SELECT p.full_sql, p.delta_sql INTO full_sql, delta_sql FROM pgtrickle.pgt_plans p WHERE p.pgt_id = p_id;
   RETURN NEXT;
+END
+$fn$;
+
+-- Whether pending changes exceed pgtrickle.differential_max_change_ratio (default 0.15) of a
+-- source's size: past that, recomputing is cheaper than applying a delta. Sources never
+-- analyzed (reltuples < 0) give no estimate and never force FULL.
+CREATE FUNCTION pgtrickle._too_many_changes(p_id bigint, p_frontier pg_snapshot)
+RETURNS boolean
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+  v_ratio float8 := coalesce(nullif(current_setting('pgtrickle.differential_max_change_ratio', true), '')::float8, 0.15);
+  v_limit bigint;
+  v_n bigint;
+  src record;
+BEGIN
+  FOR src IN
+    SELECT ct.buffer_name, c.reltuples
+      FROM pgtrickle.pgt_dependencies d
+      JOIN pgtrickle.pgt_change_tracking ct ON ct.source_relid = d.source_relid
+      JOIN pg_class c ON c.oid = d.source_relid
+     WHERE d.pgt_id = p_id AND d.cdc_mode = 'TRIGGER' AND c.reltuples >= 0
+  LOOP
+    v_limit := greatest(1, src.reltuples * v_ratio)::bigint;
+    EXECUTE format('SELECT count(*) FROM (SELECT 1 FROM pgtrickle_changes.%I WHERE xid >= pg_snapshot_xmin($1) LIMIT $2) x',
+                   src.buffer_name)
+      INTO v_n USING p_frontier, v_limit + 1;
+    IF v_n > v_limit THEN
+      RETURN true;
+    END IF;
+  END LOOP;
+  RETURN false;
 END
 $fn$;
 
@@ -515,8 +558,10 @@ BEGIN
 END
 $fn$;
 
--- One refresh, in the caller's transaction (I1). The defining query runs as the caller, with
--- a fixed search_path so that it means what it meant when it was created.
+-- One refresh, in the caller's transaction (I1). The defining query runs as the stream
+-- table's owner, like REFRESH MATERIALIZED VIEW, with a fixed search_path so that it means what
+-- it meant when it was created. With a compiled plan, the delta is applied in one statement;
+-- without one, after a TRUNCATE of a source, or with too many changes, everything is recomputed.
 CREATE FUNCTION pgtrickle._refresh(p_id bigint, p_epoch bigint, p_initiated_by text)
 RETURNS bigint
 LANGUAGE plpgsql
@@ -525,9 +570,12 @@ AS $fn$
 DECLARE
   r record;
   v_start timestamptz := clock_timestamp();
+  v_role text := current_setting('role');
+  v_action text;
   v_deleted bigint;
   v_inserted bigint;
   v_snapshot pg_snapshot;
+  v_truncated boolean;
 BEGIN
   SELECT * INTO r FROM pgtrickle._refresh_begin(p_id, p_epoch);
   IF NOT FOUND THEN
@@ -535,18 +583,32 @@ BEGIN
     RAISE NOTICE 'refresh skipped for "%": another refresh is in progress', r.pgt_name;
     RETURN NULL;
   END IF;
+  IF r.owner_name <> current_user THEN
+    PERFORM set_config('role', r.owner_name, true);
+  END IF;
 
-  EXECUTE format('DELETE FROM %I.%I', r.schema_name, r.rel_name);
-  GET DIAGNOSTICS v_deleted = ROW_COUNT;
-  -- The snapshot is taken in the same statement that reads the sources, so the frontier is
-  -- exactly what this refresh saw (I2), whatever the isolation level.
-  EXECUTE format(
-    'WITH ins AS (INSERT INTO %I.%I (%s) SELECT * FROM (%s) q RETURNING 1)
-     SELECT pg_current_snapshot(), (SELECT count(*) FROM ins)',
-    r.schema_name, r.rel_name, r.column_list, r.defining_query)
-    INTO v_snapshot, v_inserted;
+  IF r.delta_sql IS NOT NULL AND r.refresh_mode <> 'FULL' AND NOT r.needs_reinit AND r.frontier IS NOT NULL
+     AND NOT pgtrickle._too_many_changes(p_id, r.frontier) THEN
+    EXECUTE r.delta_sql INTO v_snapshot, v_inserted, v_deleted, v_truncated USING r.frontier, r.frontier_xid;
+    IF NOT v_truncated THEN
+      v_action := 'DIFFERENTIAL';
+    END IF;
+  END IF;
 
-  RETURN pgtrickle._refresh_end(p_id, v_snapshot, 'FULL', v_inserted, v_deleted, p_initiated_by, v_start);
+  IF v_action IS NULL THEN
+    EXECUTE format('DELETE FROM %I.%I', r.schema_name, r.rel_name);
+    GET DIAGNOSTICS v_deleted = ROW_COUNT;
+    -- The snapshot is taken in the same statement that reads the sources, so the frontier is
+    -- exactly what this refresh saw (I2), whatever the isolation level.
+    EXECUTE format('WITH ins AS (%s RETURNING 1) SELECT pg_current_snapshot(), (SELECT count(*) FROM ins)',
+                   coalesce(r.full_sql, format('INSERT INTO %I.%I (%s) SELECT * FROM (%s) q',
+                                               r.schema_name, r.rel_name, r.column_list, r.defining_query)))
+      INTO v_snapshot, v_inserted;
+    v_action := CASE WHEN r.needs_reinit THEN 'REINITIALIZE' ELSE 'FULL' END;
+  END IF;
+
+  PERFORM set_config('role', v_role, true);
+  RETURN pgtrickle._refresh_end(p_id, v_snapshot, v_action, v_inserted, v_deleted, p_initiated_by, v_start);
 END
 $fn$;
 
@@ -603,9 +665,11 @@ BEGIN
   END IF;
   UPDATE pgtrickle.pgt_stream_tables s
      SET original_query = p_original, defining_query = pgtrickle._probe_query(p_probe), pgt_relid = p_storage,
-         needs_reinit = true, is_populated = false, frontier = NULL, frontier_xid = NULL, updated_at = now()
+         needs_reinit = true, is_populated = false, frontier = NULL, frontier_xid = NULL,
+         effective_mode = NULL, fallback_reason = NULL, updated_at = now()
    WHERE s.pgt_id = p_id
   RETURNING * INTO st;
+  DELETE FROM pgtrickle.pgt_plans p WHERE p.pgt_id = p_id;
   PERFORM pgtrickle._record_dependencies(p_id, p_probe);
   PERFORM pgtrickle._check_mode(p_id);
   PERFORM pgtrickle._notify_catalog('alter', p_id, st.pgt_schema, st.pgt_name);
@@ -640,6 +704,7 @@ BEGIN
   v_probe := pgtrickle._create_probe(query);
   v_cols := pgtrickle._probe_columns(v_probe);
   v_storage := st.pgt_relid;
+  PERFORM pgtrickle._drop_hidden_columns(v_id);
   IF v_cols IS DISTINCT FROM pgtrickle._probe_columns(st.pgt_relid) THEN
     IF EXISTS (SELECT 1 FROM pgtrickle.pgt_dependencies d WHERE d.source_relid = st.pgt_relid) THEN
       RAISE EXCEPTION 'cannot change the columns of stream table "%" because other stream tables read it', st.pgt_name
@@ -742,6 +807,154 @@ $fn$;
 
 COMMENT ON FUNCTION pgtrickle.drop_stream_table(text, boolean) IS
   'Drops a stream table; with cascade => true also the stream tables that read it.';
+
+-- Hidden columns belong to a compiled plan; they go when the plan goes.
+CREATE FUNCTION pgtrickle._drop_hidden_columns(p_id bigint)
+RETURNS void
+LANGUAGE plpgsql
+AS $fn$
+DECLARE
+  v_relid oid;
+  v_ddl text;
+BEGIN
+  PERFORM pgtrickle._assert_owner(p_id);
+  SELECT st.pgt_relid INTO v_relid FROM pgtrickle.pgt_stream_tables st WHERE st.pgt_id = p_id;
+  SELECT string_agg(format('DROP COLUMN %I', a.attname), ', ') INTO v_ddl
+    FROM pg_catalog.pg_attribute a
+   WHERE a.attrelid = v_relid AND a.attnum > 0 AND NOT a.attisdropped AND a.attname LIKE '\_\_pgt\_%';
+  IF v_ddl IS NOT NULL THEN
+    EXECUTE format('ALTER TABLE %s %s', pgtrickle._relname(v_relid), v_ddl);
+  END IF;
+END
+$fn$;
+
+-- Installs a compiled plan (from a node): hidden columns are added as the caller, who must own
+-- the stream table; the next refresh recomputes everything once to fill them.
+CREATE FUNCTION pgtrickle._install_plan(
+  p_id bigint, p_strategy text, p_hidden_columns jsonb, p_full_sql text, p_delta_sql text)
+RETURNS void
+LANGUAGE plpgsql
+AS $fn$
+DECLARE
+  v_relid oid;
+  v_ddl text;
+BEGIN
+  PERFORM pgtrickle._drop_hidden_columns(p_id);
+  SELECT st.pgt_relid INTO v_relid FROM pgtrickle.pgt_stream_tables st WHERE st.pgt_id = p_id;
+  -- ::regtype accepts only a type that exists and prints it quoted.
+  SELECT string_agg(format('ADD COLUMN %I %s', c->>'name', (c->>'type')::pg_catalog.regtype), ', ') INTO v_ddl
+    FROM jsonb_array_elements(p_hidden_columns) c;
+  IF v_ddl IS NOT NULL THEN
+    EXECUTE format('ALTER TABLE %s %s', pgtrickle._relname(v_relid), v_ddl);
+    EXECUTE format('CREATE INDEX ON %s (__pgt_row_id)', pgtrickle._relname(v_relid));
+  END IF;
+  PERFORM pgtrickle._store_plan(p_id, p_strategy, p_hidden_columns, p_full_sql, p_delta_sql);
+END
+$fn$;
+
+-- Records the plan and lets the owner read the change buffers the plan reads. The owner must be
+-- able to read each captured source itself: a buffer holds every column of its table.
+CREATE FUNCTION pgtrickle._store_plan(
+  p_id bigint, p_strategy text, p_hidden_columns jsonb, p_full_sql text, p_delta_sql text)
+RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+  st pgtrickle.pgt_stream_tables;
+  v_owner name;
+  src record;
+BEGIN
+  PERFORM pgtrickle._assert_owner(p_id);
+  SELECT * INTO st FROM pgtrickle.pgt_stream_tables s WHERE s.pgt_id = p_id FOR UPDATE;
+  SELECT r.rolname INTO v_owner FROM pg_roles r WHERE r.oid = st.pgt_owner;
+  EXECUTE format('GRANT USAGE ON SCHEMA pgtrickle_changes TO %I', v_owner);
+  FOR src IN
+    SELECT d.source_relid, ct.buffer_name
+      FROM pgtrickle.pgt_dependencies d
+      JOIN pgtrickle.pgt_change_tracking ct ON ct.source_relid = d.source_relid
+     WHERE d.pgt_id = p_id AND d.cdc_mode = 'TRIGGER'
+  LOOP
+    IF NOT has_table_privilege(st.pgt_owner, src.source_relid, 'SELECT') THEN
+      RAISE EXCEPTION 'stream table "%" cannot be DIFFERENTIAL: its owner cannot read %', st.pgt_name,
+        pgtrickle._relname(src.source_relid)
+        USING ERRCODE = 'insufficient_privilege', HINT = 'Grant SELECT on the table to the owner, or use FULL.';
+    END IF;
+    EXECUTE format('GRANT SELECT ON pgtrickle_changes.%I TO %I', src.buffer_name, v_owner);
+  END LOOP;
+  INSERT INTO pgtrickle.pgt_plans AS p (pgt_id, strategy, hidden_columns, full_sql, delta_sql)
+  VALUES (p_id, p_strategy, p_hidden_columns, p_full_sql, p_delta_sql)
+  ON CONFLICT (pgt_id) DO UPDATE
+    SET strategy = excluded.strategy, hidden_columns = excluded.hidden_columns, full_sql = excluded.full_sql,
+        delta_sql = excluded.delta_sql, compiled_at = now();
+  UPDATE pgtrickle.pgt_stream_tables s
+     SET effective_mode = 'DIFFERENTIAL', fallback_reason = NULL, needs_reinit = true, updated_at = now()
+   WHERE s.pgt_id = p_id;
+END
+$fn$;
+
+-- A query the compiler cannot maintain differentially is refreshed in full; the reason is kept
+-- in the catalog and reported where psql users look.
+CREATE FUNCTION pgtrickle._record_fallback(p_id bigint, p_reason text)
+RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+  st pgtrickle.pgt_stream_tables;
+BEGIN
+  PERFORM pgtrickle._assert_owner(p_id);
+  DELETE FROM pgtrickle.pgt_plans p WHERE p.pgt_id = p_id;
+  UPDATE pgtrickle.pgt_stream_tables s
+     SET effective_mode = 'FULL', fallback_reason = p_reason, updated_at = now()
+   WHERE s.pgt_id = p_id
+  RETURNING * INTO st;
+  IF st.refresh_mode = 'DIFFERENTIAL' THEN
+    RAISE WARNING 'stream table "%" is refreshed in FULL mode: %', st.pgt_name, p_reason;
+  ELSIF st.refresh_mode = 'AUTO' THEN
+    RAISE NOTICE 'stream table "%" is refreshed in FULL mode: %', st.pgt_name, p_reason;
+  END IF;
+END
+$fn$;
+
+CREATE FUNCTION pgtrickle.explain_st(name text, with_analyze boolean DEFAULT false)
+RETURNS text
+LANGUAGE plpgsql
+AS $fn$
+DECLARE
+  v_id bigint := pgtrickle._resolve(name);
+  st pgtrickle.pgt_stream_tables;
+  v_sql text;
+  v_plan text;
+BEGIN
+  PERFORM pgtrickle._assert_owner(v_id);
+  SELECT * INTO st FROM pgtrickle.pgt_stream_tables s WHERE s.pgt_id = v_id;
+  SELECT p.delta_sql INTO v_sql FROM pgtrickle.pgt_plans p WHERE p.pgt_id = v_id;
+  IF v_sql IS NULL THEN
+    RAISE NOTICE 'stream table "%" has no differential plan%', st.pgt_name,
+      coalesce(': ' || st.fallback_reason, '; the defining query is recomputed in full');
+    v_sql := st.defining_query;
+    IF NOT with_analyze THEN
+      RETURN v_sql;
+    END IF;
+  ELSIF NOT with_analyze THEN
+    RETURN v_sql;
+  END IF;
+  IF st.frontier IS NULL THEN
+    RAISE EXCEPTION 'stream table "%" has never been refreshed', st.pgt_name USING ERRCODE = 'object_not_in_prerequisite_state';
+  END IF;
+  -- EXPLAIN ANALYZE runs the statement; the subtransaction is rolled back so nothing is applied.
+  BEGIN
+    EXECUTE 'EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) ' || v_sql INTO v_plan USING st.frontier, st.frontier_xid;
+    RAISE EXCEPTION USING ERRCODE = 'PT002';
+  EXCEPTION WHEN SQLSTATE 'PT002' THEN
+    RETURN v_plan;
+  END;
+END
+$fn$;
+
+COMMENT ON FUNCTION pgtrickle.explain_st(text, boolean) IS
+  'The SQL of a stream table''s differential refresh, or with with_analyze its EXPLAIN ANALYZE in JSON.';
 
 CREATE FUNCTION pgtrickle.pgt_status()
 RETURNS TABLE (

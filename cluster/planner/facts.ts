@@ -1,0 +1,100 @@
+// Reads from the catalog what the compiler needs to plan one stream table.
+import type pg from 'pg';
+import type { CompileFacts, RelationFacts } from '../../sql/compiler/facts.js';
+import type { StorageFacts } from '../../sql/compiler/plan.js';
+
+export interface StreamTableFacts {
+  pgtId: string;
+  refreshMode: 'FULL' | 'DIFFERENTIAL' | 'AUTO';
+  storage: StorageFacts;
+  facts: CompileFacts;
+}
+
+const KINDS: Record<string, RelationFacts['kind']> = {
+  TABLE: 'table',
+  STREAM_TABLE: 'stream_table',
+  VIEW: 'view',
+  MATVIEW: 'matview',
+  FOREIGN_TABLE: 'foreign_table',
+};
+
+export async function loadFacts(client: pg.ClientBase, pgtId: string): Promise<StreamTableFacts> {
+  const st = await client.query<{
+    pgt_schema: string;
+    pgt_name: string;
+    pgt_relid: number;
+    defining_query: string;
+    refresh_mode: StreamTableFacts['refreshMode'];
+  }>(
+    `SELECT pgt_schema, pgt_name, pgt_relid, defining_query, refresh_mode
+       FROM pgtrickle.pgt_stream_tables WHERE pgt_id = $1`,
+    [pgtId],
+  );
+  const row = st.rows[0];
+  if (!row) throw new Error(`stream table ${pgtId} does not exist`);
+
+  const outputs = await client.query<{ name: string; type: string }>(
+    `SELECT attname AS name, format_type(atttypid, atttypmod) AS type FROM pg_attribute
+      WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped AND attname NOT LIKE '\\_\\_pgt\\_%' ORDER BY attnum`,
+    [row.pgt_relid],
+  );
+
+  // pg_get_viewdef qualifies every name only when no search_path makes it visible.
+  await client.query('BEGIN');
+  let relations: RelationFacts[];
+  try {
+    await client.query(`SET LOCAL search_path TO ''`);
+    const rels = await client.query<{
+      relid: number;
+      schema: string;
+      name: string;
+      source_type: string;
+      buffer: string | null;
+      columns: { name: string; attnum: number; type: string; captured: boolean }[];
+      view_definition: string | null;
+    }>(
+      `SELECT c.oid::int AS relid, n.nspname AS schema, c.relname AS name, d.source_type, ct.buffer_name AS buffer,
+              (SELECT json_agg(json_build_object('name', a.attname, 'attnum', a.attnum,
+                        'type', pg_catalog.format_type(a.atttypid, a.atttypmod),
+                        'captured', coalesce(a.attnum = ANY (ct.captured_attnums), false)) ORDER BY a.attnum)
+                 FROM pg_catalog.pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped) AS columns,
+              CASE WHEN c.relkind = 'v' THEN pg_catalog.pg_get_viewdef(c.oid) END AS view_definition
+         FROM pgtrickle.pgt_dependencies d
+         JOIN pg_catalog.pg_class c ON c.oid = d.source_relid
+         JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+         LEFT JOIN pgtrickle.pgt_change_tracking ct ON ct.source_relid = c.oid
+        WHERE d.pgt_id = $1 ORDER BY c.oid`,
+      [pgtId],
+    );
+    relations = rels.rows.map((r) => ({
+      relid: r.relid,
+      schema: r.schema,
+      name: r.name,
+      kind: KINDS[r.source_type] ?? 'table',
+      columns: r.columns,
+      ...(r.buffer ? { buffer: r.buffer } : {}),
+      ...(r.view_definition ? { viewDefinition: r.view_definition.replace(/;\s*$/, '') } : {}),
+    }));
+    await client.query('COMMIT');
+  } catch (err) {
+    await client.query('ROLLBACK');
+    throw err;
+  }
+
+  const names = await client.query<{ aggregates: string[]; volatile: string[] }>(
+    `SELECT array(SELECT DISTINCT proname::text FROM pg_proc WHERE prokind = 'a') AS aggregates,
+            array(SELECT DISTINCT proname::text FROM pg_proc WHERE provolatile = 'v' AND prokind = 'f') AS volatile`,
+  );
+  return {
+    pgtId,
+    refreshMode: row.refresh_mode,
+    storage: { schema: row.pgt_schema, name: row.pgt_name },
+    facts: {
+      definingQuery: row.defining_query,
+      outputColumns: outputs.rows,
+      relations,
+      aggregateNames: new Set(names.rows[0]?.aggregates),
+      volatileNames: new Set(names.rows[0]?.volatile),
+    },
+  };
+}

@@ -1,0 +1,249 @@
+// Reads a defining query (as pg_get_viewdef prints it) into an operator tree. Views and CTEs are
+// inlined as subqueries; anything the delta rules cannot handle is refused here by name.
+import { type Node, parseStatements, type SelectStmt, selectOf, stringValue, walk } from './ast.js';
+import { UnsupportedConstruct } from './errors.js';
+import { type CompileFacts, type RelationFacts, relationKey } from './facts.js';
+
+/** A relation in FROM. Aliases are kept: every expression of the query refers to them. */
+export type FromItem =
+  | { kind: 'scan'; alias: string; relation: RelationFacts; node: Node }
+  | { kind: 'join'; left: FromItem; right: FromItem; node: Node }
+  | { kind: 'subquery'; alias: string; query: QueryOp; node: Node }
+  | { kind: 'constant'; node: Node };
+
+/**
+ * A query block. `select` is projection and filter over its FROM items (they stay together
+ * because the target list and WHERE refer to FROM aliases); the others are the non-linear and
+ * set operators on top.
+ */
+export type QueryOp =
+  | { kind: 'select'; stmt: SelectStmt; from: FromItem[] }
+  | { kind: 'aggregate'; stmt: SelectStmt; from: FromItem[]; groupBy: Node[] }
+  | { kind: 'distinct'; input: QueryOp; inputStmt: SelectStmt }
+  | { kind: 'unionAll'; inputs: QueryOp[] };
+
+// Values that change between refreshes although no source changed.
+const TIME_DEPENDENT = new Set([
+  'now',
+  'statement_timestamp',
+  'transaction_timestamp',
+  'clock_timestamp',
+  'timeofday',
+]);
+
+interface Scope {
+  facts: CompileFacts;
+  relations: Map<string, RelationFacts>;
+  ctes: Map<string, SelectStmt>;
+}
+
+export function analyze(facts: CompileFacts): QueryOp {
+  const stmts = parseStatements(facts.definingQuery);
+  const stmt = stmts.length === 1 ? selectOf(stmts[0]) : undefined;
+  if (!stmt) throw new UnsupportedConstruct('anything but a single SELECT');
+  const relations = new Map(facts.relations.map((r) => [relationKey(r.schema, r.name), r]));
+  // ORDER BY without LIMIT does not change which rows a stream table holds.
+  const { sortClause: _ignored, ...unordered } = stmt;
+  return query(unordered, { facts, relations, ctes: new Map() });
+}
+
+function query(stmt: SelectStmt, outer: Scope): QueryOp {
+  const scope = withCtes(stmt, outer);
+  if (stmt.op && stmt.op !== 'SETOP_NONE') return setOperation(stmt, scope);
+  checkClauses(stmt, scope);
+  const from = (stmt.fromClause ?? []).map((item) => fromItem(item, scope));
+  if (stmt.distinctClause) {
+    if (stmt.distinctClause.some((d) => Object.keys(d).length > 0))
+      throw new UnsupportedConstruct('DISTINCT ON');
+    const { distinctClause: _d, ...plain } = stmt;
+    return { kind: 'distinct', input: selectBlock(plain, from, scope), inputStmt: plain };
+  }
+  return selectBlock(stmt, from, scope);
+}
+
+function selectBlock(stmt: SelectStmt, from: FromItem[], scope: Scope): QueryOp {
+  const groupBy = stmt.groupClause ?? [];
+  if (groupBy.length > 0 || stmt.havingClause || hasAggregate(stmt.targetList, scope)) {
+    return { kind: 'aggregate', stmt, from, groupBy };
+  }
+  return { kind: 'select', stmt, from };
+}
+
+function setOperation(stmt: SelectStmt, scope: Scope): QueryOp {
+  if (stmt.op !== 'SETOP_UNION')
+    throw new UnsupportedConstruct(stmt.op === 'SETOP_INTERSECT' ? 'INTERSECT' : 'EXCEPT');
+  if (stmt.limitCount || stmt.limitOffset) throw new UnsupportedConstruct('LIMIT or OFFSET');
+  const inputs = [stmt.larg, stmt.rarg].flatMap((side) => {
+    if (!side) return [];
+    const op = query(side, scope);
+    return op.kind === 'unionAll' && stmt.all ? op.inputs : [op];
+  });
+  const union: QueryOp = { kind: 'unionAll', inputs };
+  return stmt.all ? union : { kind: 'distinct', input: union, inputStmt: { ...stmt, all: true } };
+}
+
+function withCtes(stmt: SelectStmt, outer: Scope): Scope {
+  const ctes = stmt.withClause?.ctes ?? [];
+  if (ctes.length === 0) return outer;
+  if (stmt.withClause?.recursive) throw new UnsupportedConstruct('WITH RECURSIVE');
+  const inner = new Map(outer.ctes);
+  for (const cte of ctes) {
+    if (!('CommonTableExpr' in cte)) continue;
+    const body = selectOf(cte.CommonTableExpr.ctequery);
+    const name = cte.CommonTableExpr.ctename;
+    if (!body || !name) throw new UnsupportedConstruct('a data-modifying WITH query');
+    if (cte.CommonTableExpr.aliascolnames?.length)
+      throw new UnsupportedConstruct('column names on a WITH query');
+    inner.set(name, body);
+  }
+  return { ...outer, ctes: inner };
+}
+
+function checkClauses(stmt: SelectStmt, scope: Scope): void {
+  if (stmt.limitCount || stmt.limitOffset) throw new UnsupportedConstruct('LIMIT or OFFSET');
+  if (stmt.lockingClause?.length) throw new UnsupportedConstruct('FOR UPDATE/SHARE');
+  if (stmt.windowClause?.length) throw new UnsupportedConstruct('window functions');
+  if (stmt.valuesLists?.length) return;
+  for (const group of stmt.groupClause ?? []) {
+    if ('GroupingSet' in group) throw new UnsupportedConstruct('GROUPING SETS, ROLLUP or CUBE');
+  }
+  const expressions = [stmt.targetList, stmt.whereClause, stmt.havingClause, stmt.groupClause];
+  for (const { node } of walk(expressions)) {
+    if ('SubLink' in node) throw new UnsupportedConstruct('subqueries in expressions (EXISTS, IN, scalar)');
+    if ('SQLValueFunction' in node)
+      throw new UnsupportedConstruct('time-dependent values such as CURRENT_TIMESTAMP');
+    const call = node.FuncCall as { funcname?: Node[]; over?: unknown } | undefined;
+    if (!call) continue;
+    if (call.over) throw new UnsupportedConstruct('window functions');
+    const name = functionName(call.funcname);
+    if (TIME_DEPENDENT.has(name)) throw new UnsupportedConstruct(`time-dependent function ${name}()`);
+    if (scope.facts.volatileNames.has(name)) throw new UnsupportedConstruct(`volatile function ${name}()`);
+  }
+}
+
+function fromItem(item: Node, scope: Scope): FromItem {
+  if ('RangeVar' in item) return rangeVar(item, scope);
+  if ('JoinExpr' in item) {
+    const join = item.JoinExpr;
+    if (join.jointype !== 'JOIN_INNER') {
+      throw new UnsupportedConstruct(`${(join.jointype ?? 'JOIN_').slice(5)} OUTER JOIN`);
+    }
+    if (join.alias) throw new UnsupportedConstruct('an alias on a JOIN');
+    if (!join.larg || !join.rarg) throw new UnsupportedConstruct('a JOIN without two sides');
+    for (const { node } of walk(join.quals)) {
+      if ('SubLink' in node) throw new UnsupportedConstruct('subqueries in expressions (EXISTS, IN, scalar)');
+    }
+    return { kind: 'join', left: fromItem(join.larg, scope), right: fromItem(join.rarg, scope), node: item };
+  }
+  if ('RangeSubselect' in item) {
+    const sub = item.RangeSubselect;
+    if (sub.lateral) throw new UnsupportedConstruct('LATERAL');
+    const body = selectOf(sub.subquery);
+    const alias = sub.alias?.aliasname;
+    if (!body || !alias) throw new UnsupportedConstruct('a subquery in FROM without an alias');
+    const op = query(body, scope);
+    return readsNothing(op)
+      ? { kind: 'constant', node: item }
+      : { kind: 'subquery', alias, query: op, node: item };
+  }
+  if ('RangeFunction' in item) {
+    if (item.RangeFunction.lateral) throw new UnsupportedConstruct('LATERAL');
+    return { kind: 'constant', node: item };
+  }
+  throw new UnsupportedConstruct(`${Object.keys(item)[0] ?? 'this item'} in FROM`);
+}
+
+function rangeVar(item: Node & { RangeVar: object }, scope: Scope): FromItem {
+  const rv = (item as { RangeVar: { schemaname?: string; relname?: string; alias?: { aliasname?: string } } })
+    .RangeVar;
+  const name = rv.relname ?? '';
+  const alias = rv.alias?.aliasname ?? name;
+  const cte = rv.schemaname ? undefined : scope.ctes.get(name);
+  if (cte) {
+    const node: Node = { RangeSubselect: { subquery: { SelectStmt: cte }, alias: { aliasname: alias } } };
+    return { kind: 'subquery', alias, query: query(cte, scope), node };
+  }
+  const relation = scope.relations.get(relationKey(rv.schemaname ?? '', name));
+  if (!relation)
+    throw new UnsupportedConstruct(`relation ${rv.schemaname ?? ''}.${name}, which is not among the sources`);
+  switch (relation.kind) {
+    case 'table':
+    case 'stream_table': {
+      const missing = relation.columns.find((c) => !c.captured);
+      if (!relation.buffer || missing) {
+        throw new UnsupportedConstruct(
+          `${relation.schema}.${relation.name} without change capture of every column`,
+          'A reinitialization re-installs change capture.',
+        );
+      }
+      return { kind: 'scan', alias, relation, node: item };
+    }
+    case 'view': {
+      const [viewStmt] = parseStatements(relation.viewDefinition ?? '');
+      const body = selectOf(viewStmt);
+      if (!body)
+        throw new UnsupportedConstruct(
+          `view ${relation.schema}.${relation.name} without a readable definition`,
+        );
+      const node: Node = { RangeSubselect: { subquery: { SelectStmt: body }, alias: { aliasname: alias } } };
+      return { kind: 'subquery', alias, query: query(body, scope), node };
+    }
+    case 'matview':
+      throw new UnsupportedConstruct(`materialized view ${relation.schema}.${relation.name}`);
+    case 'foreign_table':
+      throw new UnsupportedConstruct(`foreign table ${relation.schema}.${relation.name}`);
+    default: {
+      const exhaustive: never = relation.kind;
+      throw new UnsupportedConstruct(String(exhaustive));
+    }
+  }
+}
+
+export function functionName(funcname: Node[] | undefined): string {
+  return stringValue(funcname?.at(-1)) ?? '';
+}
+
+export function isAggregateCall(node: Record<string, unknown>, facts: CompileFacts): boolean {
+  const call = node.FuncCall as { funcname?: Node[]; over?: unknown } | undefined;
+  return call !== undefined && !call.over && facts.aggregateNames.has(functionName(call.funcname));
+}
+
+function hasAggregate(targets: Node[] | undefined, scope: Scope): boolean {
+  for (const { node } of walk(targets)) {
+    if (isAggregateCall(node, scope.facts)) return true;
+  }
+  return false;
+}
+
+export function readsNothing(op: QueryOp): boolean {
+  switch (op.kind) {
+    case 'select':
+    case 'aggregate':
+      return op.from.every(fromReadsNothing);
+    case 'distinct':
+      return readsNothing(op.input);
+    case 'unionAll':
+      return op.inputs.every(readsNothing);
+    default: {
+      const exhaustive: never = op;
+      return exhaustive;
+    }
+  }
+}
+
+function fromReadsNothing(item: FromItem): boolean {
+  switch (item.kind) {
+    case 'scan':
+      return false;
+    case 'constant':
+      return true;
+    case 'join':
+      return fromReadsNothing(item.left) && fromReadsNothing(item.right);
+    case 'subquery':
+      return readsNothing(item.query);
+    default: {
+      const exhaustive: never = item;
+      return exhaustive;
+    }
+  }
+}

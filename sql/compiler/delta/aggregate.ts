@@ -1,0 +1,465 @@
+// Aggregates and DISTINCT on top of the query. Algebraic when every aggregate is COUNT, SUM or
+// AVG of an exact number, MIN or MAX: hidden state columns (__pgt_count, sums, non-null counts,
+// extremes) absorb the weighted delta per group, and a group is rescanned only when a deleted
+// value could have been its MIN or MAX. Anything else (HAVING, other aggregates, float sums)
+// recomputes just the groups the delta touches.
+import { ident } from '../../../shared/pg/quote.js';
+import { type FromItem, functionName, isAggregateCall, type QueryOp } from '../analyze.js';
+import { and, clone, deparse, expr, type Node, resTarget, type SelectStmt } from '../ast.js';
+import type { CompileFacts, RelationFacts } from '../facts.js';
+import { type Arm, queryArms } from './arms.js';
+import { ROW_ID, rowIdOf } from './multiset.js';
+import type { Sources } from './sources.js';
+import { type Apply, NOT_TRUNCATED } from './statement.js';
+import { fromListSide, renameTargets } from './variants.js';
+
+export interface RootPlan {
+  strategy: 'aggregate' | 'aggregate_recompute' | 'distinct';
+  hiddenColumns: { name: string; type: string }[];
+  fullSql: string;
+  arms: Arm[];
+  apply: Apply;
+}
+
+export interface RootContext {
+  storage: string;
+  columns: string[];
+  sources: Sources;
+  facts: CompileFacts;
+}
+
+type AggKind = 'count_star' | 'count' | 'sum' | 'avg' | 'min' | 'max';
+
+interface Agg {
+  kind: AggKind;
+  arg: string;
+  /** Type of the state column: numeric for sums, the argument's type for extremes. */
+  stateType: string;
+  /** Cast that gives a SUM its PostgreSQL result type. */
+  sumType: string;
+}
+
+const INTEGER_SUM = new Set(['smallint', 'integer']);
+const EXACT = /^(smallint|integer|bigint|numeric(\(\d+(,\s*\d+)?\))?)$/;
+
+class NotAlgebraic extends Error {}
+
+// Parts of names and literals: never a group key or an aggregate on their own.
+const LEAVES = ['String', 'Integer', 'Float', 'Boolean', 'BitString', 'TypeName', 'A_Star'];
+
+const keyName = (j: number) => `__pgt_k${j}`;
+const argName = (i: number) => `__pgt_a${i}`;
+
+export function aggregateRoot(op: Extract<QueryOp, { kind: 'aggregate' }>, ctx: RootContext): RootPlan {
+  const keys = groupKeys(op.stmt, op.groupBy);
+  try {
+    return algebraic(op, keys, ctx);
+  } catch (err) {
+    if (!(err instanceof NotAlgebraic)) throw err;
+    return recompute(op, keys, ctx);
+  }
+}
+
+export function distinctRoot(op: Extract<QueryOp, { kind: 'distinct' }>, ctx: RootContext): RootPlan {
+  const inputStmt = deparse({ SelectStmt: op.inputStmt });
+  const keyNames = ctx.columns.map((_, j) => keyName(j));
+  const arms = queryArms(op.input, ctx.sources, (_stmt, targets) => renameTargets(targets, keyNames));
+  const finals = keyNames.map((k) => `n.${k}`);
+  const cols = ctx.columns.map(ident);
+  const q = cols.map((c) => `q.${c}`);
+  return {
+    strategy: 'distinct',
+    hiddenColumns: [
+      { name: ROW_ID, type: 'bigint' },
+      { name: '__pgt_count', type: 'bigint' },
+    ],
+    fullSql: `INSERT INTO ${ctx.storage} (${[...cols, ROW_ID, '__pgt_count'].join(', ')})
+      SELECT ${[...q, rowIdOf(q), 'count(*)'].join(', ')} FROM (${inputStmt}) q(${cols.join(', ')}) GROUP BY ${q.join(', ')}`,
+    arms,
+    apply: groupApply(ctx, keyNames.length, [], finals, false, () => ''),
+  };
+}
+
+function groupKeys(stmt: SelectStmt, groupBy: Node[]): Node[] {
+  return groupBy.map((g) => {
+    const position = 'A_Const' in g ? g.A_Const.ival?.ival : undefined;
+    const target = position ? stmt.targetList?.[position - 1] : undefined;
+    return target && 'ResTarget' in target && target.ResTarget.val ? target.ResTarget.val : g;
+  });
+}
+
+function algebraic(op: Extract<QueryOp, { kind: 'aggregate' }>, keys: Node[], ctx: RootContext): RootPlan {
+  if (op.stmt.havingClause) throw new NotAlgebraic();
+  const scans = scanAliases(op.from);
+  const keyTexts = keys.map((k) => deparse(k));
+  const aggs: Agg[] = [];
+  const aggIndex = new Map<string, number>();
+
+  const replace = (node: Node): Node => {
+    if (LEAVES.some((leaf) => leaf in node)) return node;
+    const text = deparse(node);
+    const key = keyTexts.indexOf(text);
+    if (key >= 0) return expr(`n.${keyName(key)}`);
+    if (isAggregateCall(node as Record<string, unknown>, ctx.facts)) {
+      let i = aggIndex.get(text);
+      if (i === undefined) {
+        i = aggs.push(classify(node, scans)) - 1;
+        aggIndex.set(text, i);
+      }
+      return expr(finalize(aggs[i] as Agg, i));
+    }
+    if ('ColumnRef' in node) throw new NotAlgebraic();
+    return mapChildren(node, replace);
+  };
+  const finals = (op.stmt.targetList ?? []).map((t) => {
+    if (!('ResTarget' in t) || !t.ResTarget.val) throw new NotAlgebraic();
+    return deparse(replace(t.ResTarget.val));
+  });
+
+  const global = keys.length === 0;
+  // count(*) has no argument; NULL keeps the numbering of the others.
+  const input = inputBlock(op, [...keyTexts, ...aggs.map((a) => a.arg || 'NULL')]);
+  const arms = queryArms(input, ctx.sources, (_stmt, targets) => targets);
+  const states = aggs.flatMap((a, i) => stateColumns(a, i));
+  const stmt = clone(op.stmt);
+  const fullTargets = [
+    ...(stmt.targetList ?? []),
+    resTarget(expr(rowIdOf(keyTexts)), ROW_ID),
+    resTarget(expr('count(*)'), '__pgt_count'),
+    ...aggs.flatMap((a, i) => stateAggregates(a, i).map(([name, sql]) => resTarget(expr(sql), name))),
+  ];
+  const cols = ctx.columns.map(ident);
+  return {
+    strategy: 'aggregate',
+    hiddenColumns: [{ name: ROW_ID, type: 'bigint' }, { name: '__pgt_count', type: 'bigint' }, ...states],
+    fullSql: `INSERT INTO ${ctx.storage} (${[...cols, ROW_ID, '__pgt_count', ...states.map((s) => s.name)].join(', ')})
+      ${deparse({ SelectStmt: { ...stmt, targetList: fullTargets } })}`,
+    arms,
+    apply: groupApply(ctx, keys.length, aggs, finals, global, (agg, i) => rescan(op, keys, agg, i, ctx)),
+  };
+}
+
+function recompute(op: Extract<QueryOp, { kind: 'aggregate' }>, keys: Node[], ctx: RootContext): RootPlan {
+  const keyTexts = keys.map((k) => deparse(k));
+  const keyNames = keys.map((_, j) => keyName(j));
+  const arms = queryArms(inputBlock(op, keyTexts), ctx.sources, (_stmt, targets) => targets);
+  const cols = ctx.columns.map(ident);
+  const { withClause: _w, sortClause: _s, ...block } = clone(op.stmt);
+  const current = { ...block, fromClause: fromListSide(op.from, ctx.sources).cur };
+  const global = keys.length === 0;
+  const matches = keyTexts.map((k, j) => `(${k}) IS NOT DISTINCT FROM __pgt_a.${keyNames[j]}`);
+  const touched = expr(
+    `EXISTS (SELECT 1 FROM __pgt_aff __pgt_a${global ? '' : ` WHERE ${matches.join(' AND ')}`})`,
+  );
+  const refill = global
+    ? `SELECT q.*, ${rowIdOf([])} FROM (${deparse({ SelectStmt: current })}) q WHERE ${deparse(touched)}`
+    : deparse({
+        SelectStmt: {
+          ...current,
+          whereClause: and([current.whereClause, touched]),
+          targetList: [...(current.targetList ?? []), resTarget(expr(rowIdOf(keyTexts)), ROW_ID)],
+        },
+      });
+  const stmt = clone(op.stmt);
+  return {
+    strategy: 'aggregate_recompute',
+    hiddenColumns: [{ name: ROW_ID, type: 'bigint' }],
+    fullSql: `INSERT INTO ${ctx.storage} (${[...cols, ROW_ID].join(', ')})
+      ${deparse({ SelectStmt: { ...stmt, targetList: [...(stmt.targetList ?? []), resTarget(expr(rowIdOf(keyTexts)), ROW_ID)] } })}`,
+    arms,
+    apply: {
+      ctes: [
+        [
+          '__pgt_aff',
+          global
+            ? `SELECT 1 AS __pgt_one FROM __pgt_delta d WHERE ${NOT_TRUNCATED} LIMIT 1`
+            : `SELECT DISTINCT ${keyNames.map((k) => `d.${k}`).join(', ')} FROM __pgt_delta d WHERE ${NOT_TRUNCATED}`,
+        ],
+        [
+          '__pgt_del',
+          global
+            ? `DELETE FROM ${ctx.storage} t WHERE EXISTS (SELECT 1 FROM __pgt_aff) RETURNING 1`
+            : `DELETE FROM ${ctx.storage} t USING __pgt_aff a WHERE t.${ROW_ID} = ${rowIdOf(keyNames.map((k) => `a.${k}`))} RETURNING 1`,
+        ],
+        ['__pgt_ins', `INSERT INTO ${ctx.storage} (${[...cols, ROW_ID].join(', ')}) ${refill} RETURNING 1`],
+      ],
+      inserted: '(SELECT count(*) FROM __pgt_ins)',
+      deleted: '(SELECT count(*) FROM __pgt_del)',
+    },
+  };
+}
+
+/** The aggregate's input as a linear block: group keys and aggregate arguments, no grouping. */
+function inputBlock(op: Extract<QueryOp, { kind: 'aggregate' }>, exprs: string[]): QueryOp {
+  const keyCount = groupKeys(op.stmt, op.groupBy).length;
+  const targetList = exprs.map((e, i) =>
+    resTarget(expr(e), i < keyCount ? keyName(i) : argName(i - keyCount)),
+  );
+  const { groupClause: _g, havingClause: _h, ...rest } = op.stmt;
+  return { kind: 'select', stmt: { ...rest, targetList }, from: op.from };
+}
+
+function classify(node: Node, scans: Map<string, RelationFacts>): Agg {
+  const call = (node as { FuncCall: NonNullable<Extract<Node, { FuncCall: unknown }>['FuncCall']> }).FuncCall;
+  if (
+    call.agg_filter ||
+    call.agg_order?.length ||
+    call.agg_distinct ||
+    call.agg_within_group ||
+    call.func_variadic
+  ) {
+    throw new NotAlgebraic();
+  }
+  const name = functionName(call.funcname);
+  if (name === 'count' && call.agg_star) return { kind: 'count_star', arg: '', stateType: '', sumType: '' };
+  const arg = call.args?.length === 1 ? call.args[0] : undefined;
+  if (!arg) throw new NotAlgebraic();
+  const argText = deparse(arg);
+  if (name === 'count') return { kind: 'count', arg: argText, stateType: '', sumType: '' };
+  const type = columnType(arg, scans);
+  if (!type) throw new NotAlgebraic();
+  if (name === 'sum' || name === 'avg') {
+    if (!EXACT.test(type)) throw new NotAlgebraic();
+    return {
+      kind: name,
+      arg: argText,
+      stateType: 'numeric',
+      sumType: INTEGER_SUM.has(type) ? 'bigint' : 'numeric',
+    };
+  }
+  if (name === 'min' || name === 'max') return { kind: name, arg: argText, stateType: type, sumType: '' };
+  throw new NotAlgebraic();
+}
+
+function columnType(arg: Node, scans: Map<string, RelationFacts>): string | undefined {
+  if (!('ColumnRef' in arg)) return undefined;
+  const fields = (arg.ColumnRef.fields ?? []).map((f) => ('String' in f ? f.String.sval : undefined));
+  if (fields.length !== 2 || !fields[0] || !fields[1]) return undefined;
+  return scans.get(fields[0])?.columns.find((c) => c.name === fields[1])?.type;
+}
+
+function scanAliases(items: FromItem[]): Map<string, RelationFacts> {
+  const aliases = new Map<string, RelationFacts>();
+  const visit = (item: FromItem): void => {
+    switch (item.kind) {
+      case 'scan':
+        aliases.set(item.alias, item.relation);
+        return;
+      case 'join':
+        visit(item.left);
+        visit(item.right);
+        return;
+      case 'subquery':
+      case 'constant':
+        return;
+      default: {
+        const exhaustive: never = item;
+        return exhaustive;
+      }
+    }
+  };
+  items.forEach(visit);
+  return aliases;
+}
+
+function stateColumns(agg: Agg, i: number): { name: string; type: string }[] {
+  switch (agg.kind) {
+    case 'count_star':
+      return [];
+    case 'count':
+      return [{ name: `__pgt_n${i}`, type: 'bigint' }];
+    case 'sum':
+    case 'avg':
+      return [
+        { name: `__pgt_s${i}`, type: 'numeric' },
+        { name: `__pgt_n${i}`, type: 'bigint' },
+      ];
+    case 'min':
+    case 'max':
+      return [{ name: `__pgt_m${i}`, type: agg.stateType }];
+    default: {
+      const exhaustive: never = agg.kind;
+      return exhaustive;
+    }
+  }
+}
+
+function stateAggregates(agg: Agg, i: number): [string, string][] {
+  switch (agg.kind) {
+    case 'count_star':
+      return [];
+    case 'count':
+      return [[`__pgt_n${i}`, `count(${agg.arg})`]];
+    case 'sum':
+    case 'avg':
+      return [
+        [`__pgt_s${i}`, `sum(${agg.arg})::numeric`],
+        [`__pgt_n${i}`, `count(${agg.arg})`],
+      ];
+    case 'min':
+    case 'max':
+      return [[`__pgt_m${i}`, `${agg.kind}(${agg.arg})`]];
+    default: {
+      const exhaustive: never = agg.kind;
+      return exhaustive;
+    }
+  }
+}
+
+function finalize(agg: Agg, i: number): string {
+  switch (agg.kind) {
+    case 'count_star':
+      return 'n.__pgt_count';
+    case 'count':
+      return `n.__pgt_n${i}`;
+    case 'sum':
+      return `(CASE WHEN n.__pgt_n${i} > 0 THEN n.__pgt_s${i} END)::${agg.sumType}`;
+    case 'avg':
+      return `(CASE WHEN n.__pgt_n${i} > 0 THEN n.__pgt_s${i} / n.__pgt_n${i} END)`;
+    case 'min':
+    case 'max':
+      return `n.__pgt_m${i}`;
+    default: {
+      const exhaustive: never = agg.kind;
+      return exhaustive;
+    }
+  }
+}
+
+/** The extreme of one group evaluated now, for when a deleted value may have been it. */
+function rescan(
+  op: Extract<QueryOp, { kind: 'aggregate' }>,
+  keys: Node[],
+  agg: Agg,
+  i: number,
+  ctx: RootContext,
+): string {
+  const { withClause: _w, sortClause: _s, groupClause: _g, havingClause: _h, ...block } = clone(op.stmt);
+  const matches = keys.map((k, j) => expr(`(${deparse(k)}) IS NOT DISTINCT FROM __pgt_grp.${keyName(j)}`));
+  return deparse({
+    SelectStmt: {
+      ...block,
+      fromClause: fromListSide(op.from, ctx.sources).cur,
+      targetList: [resTarget(expr(`${agg.kind}(${agg.arg})`), `__pgt_v${i}`)],
+      whereClause: and([block.whereClause, ...matches]),
+    },
+  });
+}
+
+function groupApply(
+  ctx: RootContext,
+  keyCount: number,
+  aggs: Agg[],
+  finals: string[],
+  global: boolean,
+  rescanOf: (agg: Agg, i: number) => string,
+): Apply {
+  const keys = Array.from({ length: keyCount }, (_, j) => keyName(j));
+  const deltas: string[] = ['sum(d.__pgt_w) AS __pgt_dc'];
+  const carried: string[] = [];
+  const merged: string[] = ['coalesce(__pgt_grp.__pgt_oc, 0) + __pgt_grp.__pgt_dc AS __pgt_count'];
+  const stateNames: string[] = [];
+  aggs.forEach((agg, i) => {
+    const a = `d.${argName(i)}`;
+    const nonNull = `sum(d.__pgt_w) FILTER (WHERE ${a} IS NOT NULL) AS __pgt_dn${i}`;
+    const mergeCount = `coalesce(__pgt_grp.__pgt_on${i}, 0) + coalesce(__pgt_grp.__pgt_dn${i}, 0) AS __pgt_n${i}`;
+    switch (agg.kind) {
+      case 'count_star':
+        return;
+      case 'count':
+        deltas.push(nonNull);
+        carried.push(`t.__pgt_n${i} AS __pgt_on${i}`);
+        merged.push(mergeCount);
+        stateNames.push(`__pgt_n${i}`);
+        return;
+      case 'sum':
+      case 'avg':
+        deltas.push(`sum(d.__pgt_w::numeric * ${a}) AS __pgt_ds${i}`, nonNull);
+        carried.push(`t.__pgt_s${i} AS __pgt_os${i}`, `t.__pgt_n${i} AS __pgt_on${i}`);
+        merged.push(
+          `coalesce(__pgt_grp.__pgt_os${i}, 0) + coalesce(__pgt_grp.__pgt_ds${i}, 0) AS __pgt_s${i}`,
+          mergeCount,
+        );
+        stateNames.push(`__pgt_s${i}`, `__pgt_n${i}`);
+        return;
+      case 'min':
+      case 'max': {
+        const beyond = agg.kind === 'min' ? '<=' : '>=';
+        const pick = agg.kind === 'min' ? 'least' : 'greatest';
+        deltas.push(
+          `${agg.kind}(${a}) FILTER (WHERE d.__pgt_w > 0) AS __pgt_di${i}`,
+          `${agg.kind}(${a}) FILTER (WHERE d.__pgt_w < 0) AS __pgt_dd${i}`,
+        );
+        carried.push(`t.__pgt_m${i} AS __pgt_om${i}`);
+        merged.push(
+          `CASE WHEN __pgt_grp.__pgt_dd${i} IS NOT NULL AND (__pgt_grp.__pgt_om${i} IS NULL OR __pgt_grp.__pgt_dd${i} ${beyond} __pgt_grp.__pgt_om${i})
+                THEN (${rescanOf(agg, i)})
+                ELSE ${pick}(__pgt_grp.__pgt_om${i}, __pgt_grp.__pgt_di${i}) END AS __pgt_m${i}`,
+        );
+        stateNames.push(`__pgt_m${i}`);
+        return;
+      }
+      default: {
+        const exhaustive: never = agg.kind;
+        return exhaustive;
+      }
+    }
+  });
+  const d = keys.map((k) => `d.${k}`);
+  const cols = ctx.columns.map(ident);
+  const hidden = [ROW_ID, '__pgt_count', ...stateNames];
+  const live = global ? 'true' : 'n.__pgt_count > 0';
+  return {
+    ctes: [
+      [
+        '__pgt_g',
+        `SELECT ${[...d, `${rowIdOf(d)} AS ${ROW_ID}`, ...deltas].join(', ')} FROM __pgt_delta d WHERE ${NOT_TRUNCATED}
+         ${global ? 'HAVING count(*) > 0' : `GROUP BY ${d.join(', ')}`}`,
+      ],
+      [
+        '__pgt_m',
+        `SELECT g.*, t.${ROW_ID} IS NOT NULL AS __pgt_found, ${['t.__pgt_count AS __pgt_oc', ...carried].join(', ')}
+           FROM __pgt_g g LEFT JOIN ${ctx.storage} t ON t.${ROW_ID} = g.${ROW_ID}`,
+      ],
+      [
+        '__pgt_n',
+        `SELECT ${[...keys.map((k) => `__pgt_grp.${k}`), `__pgt_grp.${ROW_ID}`, '__pgt_grp.__pgt_found', ...merged].join(', ')}
+           FROM __pgt_m __pgt_grp`,
+      ],
+      [
+        '__pgt_upd',
+        `UPDATE ${ctx.storage} t SET ${[
+          ...cols.map((c, j) => `${c} = ${finals[j]}`),
+          ...hidden.slice(1).map((h) => `${h} = n.${h}`),
+        ].join(', ')}
+           FROM __pgt_n n WHERE t.${ROW_ID} = n.${ROW_ID} AND n.__pgt_found AND ${live} RETURNING 1`,
+      ],
+      [
+        '__pgt_del',
+        `DELETE FROM ${ctx.storage} t USING __pgt_n n
+          WHERE t.${ROW_ID} = n.${ROW_ID} AND n.__pgt_found AND ${global ? 'false' : 'n.__pgt_count = 0'} RETURNING 1`,
+      ],
+      [
+        '__pgt_ins',
+        `INSERT INTO ${ctx.storage} (${[...cols, ...hidden].join(', ')})
+         SELECT ${[...finals, ...hidden.map((h) => `n.${h}`)].join(', ')} FROM __pgt_n n
+          WHERE NOT n.__pgt_found AND ${live} RETURNING 1`,
+      ],
+    ],
+    inserted: '((SELECT count(*) FROM __pgt_ins) + (SELECT count(*) FROM __pgt_upd))',
+    deleted: '((SELECT count(*) FROM __pgt_del) + (SELECT count(*) FROM __pgt_upd))',
+  };
+}
+
+function mapChildren(node: Node, f: (n: Node) => Node): Node {
+  const visit = (value: unknown): unknown => {
+    if (Array.isArray(value)) return value.map(visit);
+    if (value === null || typeof value !== 'object') return value;
+    const entries = Object.entries(value as Record<string, unknown>);
+    // A node is an object with one capitalised key (its type); its children are nodes again.
+    if (entries.length === 1 && /^[A-Z]/.test(entries[0]?.[0] ?? '')) return f(value as Node);
+    return Object.fromEntries(entries.map(([k, v]) => [k, visit(v)]));
+  };
+  const [[type, body]] = Object.entries(node) as [[string, unknown]];
+  return { [type]: visit(body) } as Node;
+}

@@ -1,0 +1,55 @@
+// Delta arms of a linear query (projection, filter, inner joins, UNION ALL): each arm is the
+// query block with one delta variant of its FROM list, a weight column, and a guard so that
+// PostgreSQL skips the arm (a one-time filter) unless every source it reads has changes.
+import type { QueryOp } from '../analyze.js';
+import { and, clone, expr, type Node, resTarget, type SelectStmt } from '../ast.js';
+import { UnsupportedConstruct } from '../errors.js';
+import { changedFlag, type Sources } from './sources.js';
+import { fromListSide, type Variant } from './variants.js';
+
+export interface Arm {
+  stmt: SelectStmt;
+  sources: number[];
+}
+
+/** Builds the target list of one arm from its block and the block's own targets. */
+export type Targets = (stmt: SelectStmt, targets: Node[]) => Node[];
+
+export function queryArms(op: QueryOp, sources: Sources, targets: Targets): Arm[] {
+  switch (op.kind) {
+    case 'select':
+      return fromListSide(op.from, sources).deltas.map((variant) => arm(op.stmt, variant, targets));
+    case 'unionAll':
+      return op.inputs.flatMap((input) => queryArms(input, sources, targets));
+    case 'aggregate':
+      throw new UnsupportedConstruct(
+        'aggregates below the top of the query',
+        'Move the aggregate to the outermost query or use FULL.',
+      );
+    case 'distinct':
+      throw new UnsupportedConstruct('DISTINCT or UNION below the top of the query');
+    default: {
+      const exhaustive: never = op;
+      return exhaustive;
+    }
+  }
+}
+
+function arm(stmt: SelectStmt, variant: Variant<Node[]>, targets: Targets): Arm {
+  const { withClause: _w, sortClause: _s, ...block } = clone(stmt);
+  const weight = [String(variant.sign), ...variant.factors].join(' * ');
+  return {
+    stmt: {
+      ...block,
+      fromClause: variant.node,
+      targetList: [...targets(stmt, block.targetList ?? []), resTarget(expr(weight), '__pgt_w')],
+      whereClause: and([block.whereClause, guard(variant.sources)]),
+    },
+    sources: variant.sources,
+  };
+}
+
+export function guard(sources: number[]): Node {
+  const flags = sources.map((i) => `__pgt_f.${changedFlag(i)}`).join(' AND ');
+  return expr(`(SELECT ${flags || 'true'} FROM __pgt_flags __pgt_f)`);
+}

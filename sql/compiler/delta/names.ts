@@ -1,0 +1,40 @@
+// The column names a query block produces, derived the way PostgreSQL derives them when a
+// target has no AS (FigureColname), so that renamed delta arms line up with outer references.
+import type { QueryOp } from '../analyze.js';
+import type { Node } from '../ast.js';
+import { stringValue } from '../ast.js';
+
+export function outputNames(op: QueryOp): string[] {
+  switch (op.kind) {
+    case 'select':
+    case 'aggregate':
+      return (op.stmt.targetList ?? []).map(targetName);
+    case 'distinct':
+      return outputNames(op.input);
+    case 'unionAll':
+      return op.inputs[0] ? outputNames(op.inputs[0]) : [];
+    default: {
+      const exhaustive: never = op;
+      return exhaustive;
+    }
+  }
+}
+
+export function targetName(target: Node): string {
+  if (!('ResTarget' in target)) return '?column?';
+  return target.ResTarget.name ?? figure(target.ResTarget.val) ?? '?column?';
+}
+
+function figure(node: Node | undefined): string | undefined {
+  if (!node) return undefined;
+  if ('ColumnRef' in node) return stringValue(node.ColumnRef.fields?.at(-1));
+  if ('FuncCall' in node) return stringValue(node.FuncCall.funcname?.at(-1));
+  if ('TypeCast' in node) {
+    return figure(node.TypeCast.arg) ?? stringValue(node.TypeCast.typeName?.names?.at(-1));
+  }
+  if ('CaseExpr' in node) return 'case';
+  if ('CoalesceExpr' in node) return 'coalesce';
+  if ('MinMaxExpr' in node) return node.MinMaxExpr.op === 'IS_GREATEST' ? 'greatest' : 'least';
+  if ('NullIfExpr' in node) return 'nullif';
+  return undefined;
+}

@@ -1,0 +1,29 @@
+// The captured relations a plan reads, numbered in order of first use; the number names the
+// CTEs of the delta statement (__pgt_c<i> consumed changes, __pgt_d<i> weighted rows).
+import type { RelationFacts } from '../facts.js';
+
+export interface Source {
+  index: number;
+  relation: RelationFacts;
+}
+
+export class Sources {
+  readonly #byRelid = new Map<number, Source>();
+
+  use(relation: RelationFacts): Source {
+    let source = this.#byRelid.get(relation.relid);
+    if (!source) {
+      source = { index: this.#byRelid.size, relation };
+      this.#byRelid.set(relation.relid, source);
+    }
+    return source;
+  }
+
+  list(): Source[] {
+    return [...this.#byRelid.values()];
+  }
+}
+
+export const changesCte = (i: number): string => `__pgt_c${i}`;
+export const deltaCte = (i: number): string => `__pgt_d${i}`;
+export const changedFlag = (i: number): string => `changed_${i}`;

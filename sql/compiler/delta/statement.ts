@@ -1,0 +1,78 @@
+// Assembles the one statement that runs a differential refresh (I1, I2): the snapshot, the
+// changes it consumes ($1 = previous frontier, $2 = that refresh's own xid), the delta arms and
+// the DML that applies them, all under the single snapshot of one statement.
+import { ident } from '../../../shared/pg/quote.js';
+import { deparse } from '../ast.js';
+import type { Arm } from './arms.js';
+import { changedFlag, changesCte, deltaCte, type Source } from './sources.js';
+
+export interface Apply {
+  /** CTEs after __pgt_delta, in order; they must skip everything when __pgt_flags.truncated. */
+  ctes: [name: string, sql: string][];
+  inserted: string;
+  deleted: string;
+}
+
+export const NOT_TRUNCATED = 'NOT (SELECT __pgt_f.truncated FROM __pgt_flags __pgt_f)';
+
+export function deltaStatement(sources: Source[], arms: Arm[], apply: Apply): string {
+  const ctes: [string, string][] = [
+    [
+      '__pgt_snap',
+      'SELECT pg_catalog.pg_current_snapshot() AS s, pg_catalog.pg_current_xact_id_if_assigned() AS own',
+    ],
+    ...sources.flatMap((s): [string, string][] => [
+      [changesCte(s.index), consumed(s)],
+      [deltaCte(s.index), weighted(s)],
+    ]),
+    ['__pgt_flags', flags(sources)],
+    [
+      '__pgt_delta',
+      arms.length > 0 ? arms.map((a) => deparse({ SelectStmt: a.stmt })).join(' UNION ALL ') : emptyDelta(),
+    ],
+    ...apply.ctes,
+  ];
+  const materialized = new Set([
+    '__pgt_snap',
+    '__pgt_flags',
+    ...sources.flatMap((s) => [changesCte(s.index), deltaCte(s.index)]),
+  ]);
+  const withList = ctes
+    .map(([name, sql]) => `${name} AS ${materialized.has(name) ? 'MATERIALIZED ' : ''}(${sql})`)
+    .join(',\n');
+  return `WITH ${withList}
+SELECT (SELECT __pgt_snap.s FROM __pgt_snap) AS snapshot, ${apply.inserted} AS inserted, ${apply.deleted} AS deleted,
+       (SELECT __pgt_f.truncated FROM __pgt_flags __pgt_f) AS truncated`;
+}
+
+// Exactly the change rows committed in the statement's snapshot (or written by this very
+// transaction) that the previous frontier had not seen.
+function consumed(s: Source): string {
+  const buffer = `pgtrickle_changes.${ident(s.relation.buffer ?? '')}`;
+  return `SELECT b.* FROM ${buffer} b CROSS JOIN __pgt_snap
+    WHERE b.xid >= pg_catalog.pg_snapshot_xmin($1::pg_snapshot)
+      AND pgtrickle._seen(b.xid, __pgt_snap.s, __pgt_snap.own)
+      AND NOT pgtrickle._seen(b.xid, $1::pg_snapshot, $2::xid8)`;
+}
+
+// The changes as rows of the relation with a weight: an INSERT is +1, a DELETE −1, an UPDATE
+// both. Hidden __pgt_ columns of an upstream stream table are not exposed.
+function weighted(s: Source): string {
+  const columns = s.relation.columns.filter((c) => c.captured && !c.name.startsWith('__pgt_'));
+  const side = (prefix: 'new' | 'old', weight: number, actions: string) =>
+    `SELECT ${[...columns.map((c) => `b.${ident(`${prefix}_${c.attnum}`)} AS ${ident(c.name)}`), `${weight} AS __pgt_w`].join(', ')}
+       FROM ${changesCte(s.index)} b WHERE b.action IN (${actions})`;
+  return `${side('new', 1, `'I', 'U'`)} UNION ALL ${side('old', -1, `'D', 'U'`)}`;
+}
+
+function flags(sources: Source[]): string {
+  const truncated = sources.map((s) => `EXISTS (SELECT 1 FROM ${changesCte(s.index)} WHERE action = 'T')`);
+  const changed = sources.map(
+    (s) => `EXISTS (SELECT 1 FROM ${deltaCte(s.index)}) AS ${changedFlag(s.index)}`,
+  );
+  return `SELECT ${[`${truncated.join(' OR ') || 'false'} AS truncated`, ...changed].join(', ')}`;
+}
+
+function emptyDelta(): string {
+  return 'SELECT 0 AS __pgt_w WHERE false';
+}

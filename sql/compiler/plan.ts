@@ -1,0 +1,81 @@
+// The compiler's entry point: defining query and catalog facts in, a refresh plan out. Pure and
+// deterministic: the same query and facts give the same plan text.
+import { ident, qualified } from '../../shared/pg/quote.js';
+import { analyze } from './analyze.js';
+import { loadParser } from './ast.js';
+import { aggregateRoot, distinctRoot, type RootPlan } from './delta/aggregate.js';
+import { queryArms } from './delta/arms.js';
+import { multisetApply, multisetFull, ROW_ID } from './delta/multiset.js';
+import { Sources } from './delta/sources.js';
+import { deltaStatement } from './delta/statement.js';
+import { renameTargets } from './delta/variants.js';
+import type { CompileFacts } from './facts.js';
+
+export interface Plan {
+  strategy: 'multiset' | RootPlan['strategy'];
+  /** Columns the storage table needs besides the visible ones. */
+  hiddenColumns: { name: string; type: string }[];
+  /** INSERT that fills the emptied storage table from the sources, hidden columns included. */
+  fullSql: string;
+  /** One statement: $1 previous frontier, $2 its own xid; returns snapshot, inserted, deleted, truncated. */
+  deltaSql: string;
+  sources: { relid: number; schema: string; name: string; buffer: string }[];
+}
+
+export interface StorageFacts {
+  schema: string;
+  name: string;
+}
+
+export async function compile(facts: CompileFacts, storage: StorageFacts): Promise<Plan> {
+  await loadParser();
+  return compileLoaded(facts, storage);
+}
+
+/** compile() once the parser is loaded. */
+export function compileLoaded(facts: CompileFacts, storage: StorageFacts): Plan {
+  const op = analyze(facts);
+  const sources = new Sources();
+  const columns = facts.outputColumns.map((c) => c.name);
+  const table = qualified(storage.schema, storage.name);
+  const ctx = { storage: table, columns, sources, facts };
+  const root = ((): RootPlan | (Omit<RootPlan, 'strategy'> & { strategy: 'multiset' }) => {
+    switch (op.kind) {
+      case 'select':
+      case 'unionAll':
+        return {
+          strategy: 'multiset',
+          hiddenColumns: [{ name: ROW_ID, type: 'bigint' }],
+          fullSql: multisetFull(table, columns, facts.definingQuery),
+          arms: queryArms(op, sources, (_stmt, targets) => renameTargets(targets, columns)),
+          apply: multisetApply(table, columns),
+        };
+      case 'aggregate':
+        return aggregateRoot(op, ctx);
+      case 'distinct':
+        return distinctRoot(op, ctx);
+      default: {
+        const exhaustive: never = op;
+        return exhaustive;
+      }
+    }
+  })();
+  const used = sources.list();
+  return {
+    strategy: root.strategy,
+    hiddenColumns: root.hiddenColumns,
+    fullSql: root.fullSql,
+    deltaSql: deltaStatement(used, root.arms, root.apply),
+    sources: used.map((s) => ({
+      relid: s.relation.relid,
+      schema: s.relation.schema,
+      name: s.relation.name,
+      buffer: s.relation.buffer ?? '',
+    })),
+  };
+}
+
+/** The DDL fragment that adds the hidden columns, for ALTER TABLE. */
+export function hiddenColumnsDdl(plan: Plan): string {
+  return plan.hiddenColumns.map((c) => `ADD COLUMN ${ident(c.name)} ${c.type}`).join(', ');
+}
