@@ -4,6 +4,7 @@
 // value could have been its MIN or MAX. Anything else (HAVING, other aggregates, float sums)
 // recomputes just the groups the delta touches.
 import { ident } from '../../../shared/pg/quote.js';
+import { unreachable } from '../../../shared/unreachable.js';
 import { type FromItem, functionName, isAggregateCall, type QueryOp } from '../analyze.js';
 import { and, clone, deparse, expr, type Node, resTarget, type SelectStmt } from '../ast.js';
 import type { CompileFacts, RelationFacts } from '../facts.js';
@@ -252,10 +253,8 @@ function scanAliases(items: FromItem[]): Map<string, RelationFacts> {
       case 'subquery':
       case 'constant':
         return;
-      default: {
-        const exhaustive: never = item;
-        return exhaustive;
-      }
+      default:
+        unreachable(item);
     }
   };
   items.forEach(visit);
@@ -359,19 +358,19 @@ function groupApply(
   const carried: string[] = [];
   const merged: string[] = ['coalesce(__pgt_grp.__pgt_oc, 0) + __pgt_grp.__pgt_dc AS __pgt_count'];
   const stateNames: string[] = [];
-  aggs.forEach((agg, i) => {
+  for (const [i, agg] of aggs.entries()) {
     const a = `d.${argName(i)}`;
     const nonNull = `sum(d.__pgt_w) FILTER (WHERE ${a} IS NOT NULL) AS __pgt_dn${i}`;
     const mergeCount = `coalesce(__pgt_grp.__pgt_on${i}, 0) + coalesce(__pgt_grp.__pgt_dn${i}, 0) AS __pgt_n${i}`;
     switch (agg.kind) {
       case 'count_star':
-        return;
+        continue;
       case 'count':
         deltas.push(nonNull);
         carried.push(`t.__pgt_n${i} AS __pgt_on${i}`);
         merged.push(mergeCount);
         stateNames.push(`__pgt_n${i}`);
-        return;
+        continue;
       case 'sum':
       case 'avg':
         deltas.push(`sum(d.__pgt_w::numeric * ${a}) AS __pgt_ds${i}`, nonNull);
@@ -381,7 +380,7 @@ function groupApply(
           mergeCount,
         );
         stateNames.push(`__pgt_s${i}`, `__pgt_n${i}`);
-        return;
+        continue;
       case 'min':
       case 'max': {
         const beyond = agg.kind === 'min' ? '<=' : '>=';
@@ -397,14 +396,12 @@ function groupApply(
                 ELSE ${pick}(__pgt_grp.__pgt_om${i}, __pgt_grp.__pgt_di${i}) END AS __pgt_m${i}`,
         );
         stateNames.push(`__pgt_m${i}`);
-        return;
+        continue;
       }
-      default: {
-        const exhaustive: never = agg.kind;
-        return exhaustive;
-      }
+      default:
+        unreachable(agg.kind);
     }
-  });
+  }
   const d = keys.map((k) => `d.${k}`);
   const cols = ctx.columns.map(ident);
   const hidden = [ROW_ID, '__pgt_count', ...stateNames];
