@@ -1,5 +1,6 @@
 // A migrated throwaway database per test file, the oracle (I5) and catalog inspection helpers.
 import pg from 'pg';
+import { type PlanOutcome, planStreamTable } from '../../cluster/planner/install.js';
 import { migrate } from '../../sql/migrate.js';
 import { freshDatabase } from '../harness/index.js';
 
@@ -38,20 +39,41 @@ export async function migratedDatabase(): Promise<TestDb> {
  * (EXCEPT ALL both ways). Invariant I5 says this is 0 after quiescence.
  */
 export async function divergence(client: pg.ClientBase, name: string): Promise<number> {
-  const { rows } = await client.query<{ q: string; st: string }>(
-    `SELECT defining_query AS q, format('%I.%I', pgt_schema, pgt_name) AS st
-       FROM pgtrickle.pgt_stream_tables WHERE pgt_id = pgtrickle._resolve($1)`,
+  const { rows } = await client.query<{ q: string; st: string; cols: string }>(
+    `SELECT st.defining_query AS q, format('%I.%I', st.pgt_schema, st.pgt_name) AS st,
+            (SELECT string_agg(quote_ident(a.attname), ', ' ORDER BY a.attnum) FROM pg_attribute a
+              WHERE a.attrelid = st.pgt_relid AND a.attnum > 0 AND NOT a.attisdropped
+                AND a.attname NOT LIKE '\\_\\_pgt\\_%') AS cols
+       FROM pgtrickle.pgt_stream_tables st WHERE st.pgt_id = pgtrickle._resolve($1)`,
     [name],
   );
   const row = rows[0];
   if (!row) throw new Error(`no stream table ${name}`);
   const { rows: diff } = await client.query<{ n: string }>(
     `SELECT count(*) AS n FROM (
-       (SELECT * FROM ${row.st} EXCEPT ALL SELECT * FROM (${row.q}) q)
+       (SELECT ${row.cols} FROM ${row.st} EXCEPT ALL SELECT * FROM (${row.q}) q)
        UNION ALL
-       (SELECT * FROM (${row.q}) q EXCEPT ALL SELECT * FROM ${row.st})) d`,
+       (SELECT * FROM (${row.q}) q EXCEPT ALL SELECT ${row.cols} FROM ${row.st})) d`,
   );
   return Number(diff[0]?.n);
+}
+
+/** Compiles and installs the differential plan of a stream table, then refreshes it once. */
+export async function makeDifferential(client: pg.ClientBase, name: string): Promise<PlanOutcome> {
+  const { rows } = await client.query<{ id: string }>('SELECT pgtrickle._resolve($1) AS id', [name]);
+  const outcome = await planStreamTable(client, String(rows[0]?.id));
+  await client.query('SELECT pgtrickle.refresh_stream_table($1)', [name]);
+  return outcome;
+}
+
+/** The action of a stream table's latest refresh: FULL, DIFFERENTIAL, REINITIALIZE. */
+export async function lastAction(client: pg.ClientBase, name: string): Promise<string | undefined> {
+  const { rows } = await client.query<{ action: string }>(
+    `SELECT action FROM pgtrickle.pgt_refresh_history WHERE pgt_id = pgtrickle._resolve($1)
+      ORDER BY refresh_id DESC LIMIT 1`,
+    [name],
+  );
+  return rows[0]?.action;
 }
 
 /** Everything pgtrickle keeps about stream tables, counted, to show nothing is left behind. */
