@@ -454,9 +454,10 @@ BEGIN
 END
 $fn$;
 
--- Whether pending changes exceed pgtrickle.differential_max_change_ratio (default 0.15) of a
--- source's size: past that, recomputing is cheaper than applying a delta. Sources never
--- analyzed (reltuples < 0) give no estimate and never force FULL.
+-- Whether pending changes exceed pgtrickle.differential_max_change_ratio (default 0.15) of the
+-- rows of all captured sources together: past that, recomputing is cheaper than applying a
+-- delta. Below 10,000 source rows both are cheap and the delta wins (it rewrites less for the
+-- stream tables downstream); sources never analyzed (reltuples < 0) count as unknown.
 CREATE FUNCTION pgtrickle._too_many_changes(p_id bigint, p_frontier pg_snapshot)
 RETURNS boolean
 LANGUAGE plpgsql STABLE SECURITY DEFINER
@@ -464,22 +465,30 @@ SET search_path = pg_catalog, pg_temp
 AS $fn$
 DECLARE
   v_ratio float8 := coalesce(nullif(current_setting('pgtrickle.differential_max_change_ratio', true), '')::float8, 0.15);
+  v_total float8;
   v_limit bigint;
+  v_pending bigint := 0;
   v_n bigint;
   src record;
 BEGIN
+  SELECT sum(c.reltuples) FILTER (WHERE c.reltuples >= 0) INTO v_total
+    FROM pgtrickle.pgt_dependencies d JOIN pg_class c ON c.oid = d.source_relid
+   WHERE d.pgt_id = p_id AND d.cdc_mode = 'TRIGGER';
+  IF v_total IS NULL OR v_total < 10000 THEN
+    RETURN false;
+  END IF;
+  v_limit := (v_total * v_ratio)::bigint;
   FOR src IN
-    SELECT ct.buffer_name, c.reltuples
+    SELECT ct.buffer_name
       FROM pgtrickle.pgt_dependencies d
       JOIN pgtrickle.pgt_change_tracking ct ON ct.source_relid = d.source_relid
-      JOIN pg_class c ON c.oid = d.source_relid
-     WHERE d.pgt_id = p_id AND d.cdc_mode = 'TRIGGER' AND c.reltuples >= 0
+     WHERE d.pgt_id = p_id AND d.cdc_mode = 'TRIGGER'
   LOOP
-    v_limit := greatest(1, src.reltuples * v_ratio)::bigint;
     EXECUTE format('SELECT count(*) FROM (SELECT 1 FROM pgtrickle_changes.%I WHERE xid >= pg_snapshot_xmin($1) LIMIT $2) x',
                    src.buffer_name)
-      INTO v_n USING p_frontier, v_limit + 1;
-    IF v_n > v_limit THEN
+      INTO v_n USING p_frontier, v_limit - v_pending + 1;
+    v_pending := v_pending + v_n;
+    IF v_pending > v_limit THEN
       RETURN true;
     END IF;
   END LOOP;

@@ -1,0 +1,168 @@
+// Named cases of differential refresh, each one a behaviour a user relies on.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  divergence,
+  lastAction,
+  makeDifferential,
+  migratedDatabase,
+  notices,
+  type TestDb,
+} from '../support/db.js';
+
+describe('differential refresh', () => {
+  let db: TestDb;
+
+  beforeAll(async () => {
+    db = await migratedDatabase();
+  });
+  afterAll(async () => {
+    await db?.drop();
+  });
+
+  const refresh = (name: string) => db.admin.query('SELECT pgtrickle.refresh_stream_table($1)', [name]);
+  const create = async (name: string, query: string) => {
+    await db.admin.query('SELECT pgtrickle.create_stream_table($1, $2)', [name, query]);
+    const outcome = await makeDifferential(db.admin, name);
+    expect(outcome.mode).toBe('DIFFERENTIAL');
+  };
+  const step = async (name: string, dml: string) => {
+    await db.admin.query(dml);
+    await refresh(name);
+    expect(await lastAction(db.admin, name)).toBe('DIFFERENTIAL');
+    expect(await divergence(db.admin, name)).toBe(0);
+  };
+
+  it('leaves no stale row when a join key is updated and its old partner deleted in one cycle', async () => {
+    await db.admin.query(`CREATE TABLE cd_l (id int PRIMARY KEY, k int); CREATE TABLE cd_r (id int PRIMARY KEY, k int, v text);
+      INSERT INTO cd_l VALUES (1, 10), (2, 20); INSERT INTO cd_r VALUES (1, 10, 'ten'), (2, 20, 'twenty'), (3, 30, 'thirty')`);
+    await create('co_delete', 'SELECT cd_l.id, cd_r.v FROM cd_l JOIN cd_r ON cd_l.k = cd_r.k');
+    await step('co_delete', `UPDATE cd_l SET k = 30 WHERE id = 1; DELETE FROM cd_r WHERE k = 10`);
+    await step('co_delete', `UPDATE cd_r SET k = 99 WHERE id = 3; DELETE FROM cd_l WHERE id = 2`);
+    expect((await db.admin.query('SELECT count(*)::int AS n FROM co_delete')).rows).toEqual([{ n: 0 }]);
+  });
+
+  it('matches no row on a NULL inner join key, then matches once the key is set, then drops it', async () => {
+    await db.admin.query(`CREATE TABLE nk_l (id int PRIMARY KEY, k int); CREATE TABLE nk_r (k int, v text);
+      INSERT INTO nk_r VALUES (1, 'one'), (NULL, 'null')`);
+    await create('null_inner', 'SELECT nk_l.id, nk_r.v FROM nk_l JOIN nk_r ON nk_l.k = nk_r.k');
+    await step('null_inner', 'INSERT INTO nk_l VALUES (1, NULL)');
+    expect((await db.admin.query('SELECT count(*)::int AS n FROM null_inner')).rows).toEqual([{ n: 0 }]);
+    await step('null_inner', 'UPDATE nk_l SET k = 1 WHERE id = 1');
+    expect((await db.admin.query('SELECT id, v FROM null_inner')).rows).toEqual([{ id: 1, v: 'one' }]);
+    await step('null_inner', 'DELETE FROM nk_l WHERE id = 1');
+    expect((await db.admin.query('SELECT count(*)::int AS n FROM null_inner')).rows).toEqual([{ n: 0 }]);
+  });
+
+  it('keeps one copy when two identical rows are inserted and one deleted', async () => {
+    await db.admin.query('CREATE TABLE twins (x int, y text)');
+    await create('twins_st', 'SELECT twins.x, twins.y FROM twins');
+    await step('twins_st', `INSERT INTO twins VALUES (1, 'same'), (1, 'same')`);
+    expect((await db.admin.query('SELECT count(*)::int AS n FROM twins_st')).rows).toEqual([{ n: 2 }]);
+    await step('twins_st', `DELETE FROM twins WHERE ctid = (SELECT min(ctid) FROM twins)`);
+    expect((await db.admin.query('SELECT x, y FROM twins_st')).rows).toEqual([{ x: 1, y: 'same' }]);
+  });
+
+  it('recomputes in full after a TRUNCATE of a source, then goes on differentially', async () => {
+    await db.admin.query(`CREATE TABLE tr (g int, v int); INSERT INTO tr VALUES (1, 1), (2, 2)`);
+    await create('tr_sum', 'SELECT tr.g, sum(tr.v) AS s FROM tr GROUP BY tr.g');
+    await db.admin.query(`BEGIN; TRUNCATE tr; INSERT INTO tr VALUES (3, 3); COMMIT`);
+    await refresh('tr_sum');
+    expect(await lastAction(db.admin, 'tr_sum')).toBe('FULL');
+    expect(await divergence(db.admin, 'tr_sum')).toBe(0);
+    await step('tr_sum', 'INSERT INTO tr VALUES (3, 4)');
+  });
+
+  it('recomputes in full when pending changes exceed differential_max_change_ratio', async () => {
+    await db.admin.query(`CREATE TABLE ratio (id int PRIMARY KEY, v int);
+      INSERT INTO ratio SELECT g, g FROM generate_series(1, 20000) g; ANALYZE ratio`);
+    await create('ratio_st', 'SELECT ratio.v % 10 AS m, count(*) AS n FROM ratio GROUP BY ratio.v % 10');
+    await step('ratio_st', 'UPDATE ratio SET v = v + 1 WHERE id <= 20');
+    await db.admin.query(`UPDATE ratio SET v = v + 1 WHERE id <= 4000`);
+    await refresh('ratio_st');
+    expect(await lastAction(db.admin, 'ratio_st')).toBe('FULL');
+    expect(await divergence(db.admin, 'ratio_st')).toBe(0);
+    await db.admin.query(`SET pgtrickle.differential_max_change_ratio = 0.9`);
+    await step('ratio_st', 'UPDATE ratio SET v = v + 1 WHERE id <= 4000');
+    await db.admin.query('RESET pgtrickle.differential_max_change_ratio');
+  });
+
+  it('refreshes a three-level chain of stream tables differentially', async () => {
+    await db.admin.query(`CREATE TABLE ch (id int PRIMARY KEY, g int, v int);
+      INSERT INTO ch SELECT i, i % 5, i FROM generate_series(1, 50) i`);
+    await create('ch1', 'SELECT ch.g, sum(ch.v) AS s, count(*) AS n FROM ch GROUP BY ch.g');
+    await create('ch2', 'SELECT ch1.g, ch1.s * 2 AS s2 FROM ch1 WHERE ch1.n > 5');
+    await create('ch3', 'SELECT count(*) AS groups, sum(ch2.s2) AS total FROM ch2');
+    for (const dml of [
+      'UPDATE ch SET v = v + 100 WHERE id % 7 = 0',
+      'DELETE FROM ch WHERE g = 3 AND id > 10',
+      'INSERT INTO ch SELECT i, 9, i FROM generate_series(100, 120) i',
+    ]) {
+      await db.admin.query(dml);
+      for (const st of ['ch1', 'ch2', 'ch3']) {
+        await refresh(st);
+        expect(await lastAction(db.admin, st)).toBe('DIFFERENTIAL');
+        expect(await divergence(db.admin, st)).toBe(0);
+      }
+    }
+  });
+
+  it('falls back to FULL in AUTO mode with a NOTICE naming the construct, and stays correct', async () => {
+    await db.admin.query(
+      `CREATE TABLE win (id int PRIMARY KEY, v int); INSERT INTO win VALUES (1, 5), (2, 7)`,
+    );
+    await db.admin.query(`SELECT pgtrickle.create_stream_table('ranked',
+      'SELECT win.id, rank() OVER (ORDER BY win.v) AS r FROM win')`);
+    const { result, notices: seen } = await notices(db.admin, () => makeDifferential(db.admin, 'ranked'));
+    expect(result).toEqual({
+      mode: 'FULL',
+      reason: 'differential refresh does not support window functions',
+    });
+    expect(seen).toContain(
+      'stream table "ranked" is refreshed in FULL mode: differential refresh does not support window functions',
+    );
+    const { rows } = await db.admin.query(
+      `SELECT effective_mode, fallback_reason FROM pgtrickle.pgt_stream_tables WHERE pgt_name = 'ranked'`,
+    );
+    expect(rows).toEqual([
+      { effective_mode: 'FULL', fallback_reason: 'differential refresh does not support window functions' },
+    ]);
+    await db.admin.query('INSERT INTO win VALUES (3, 1)');
+    await refresh('ranked');
+    expect(await lastAction(db.admin, 'ranked')).toBe('FULL');
+    expect(await divergence(db.admin, 'ranked')).toBe(0);
+  });
+
+  it('explains the delta statement, and with_analyze runs it without applying anything', async () => {
+    await db.admin.query(`CREATE TABLE ex_a (id int PRIMARY KEY, k int); CREATE TABLE ex_b (k int PRIMARY KEY, v int);
+      INSERT INTO ex_a SELECT i, i % 10 FROM generate_series(1, 100) i; INSERT INTO ex_b SELECT i, i FROM generate_series(0, 9) i`);
+    await create('ex_join', 'SELECT ex_a.id, ex_b.v FROM ex_a JOIN ex_b ON ex_a.k = ex_b.k');
+    const sql = (await db.admin.query(`SELECT pgtrickle.explain_st('ex_join') AS s`)).rows[0].s as string;
+    expect(sql).toMatch(/^WITH __pgt_snap AS MATERIALIZED/);
+    await db.admin.query('UPDATE ex_a SET k = 0 WHERE id = 1');
+    const before = await divergence(db.admin, 'ex_join');
+    const plan = JSON.parse(
+      (await db.admin.query(`SELECT pgtrickle.explain_st('ex_join', with_analyze => true) AS p`)).rows[0].p,
+    );
+    expect(plan[0].Plan).toBeDefined();
+    expect(await divergence(db.admin, 'ex_join')).toBe(before);
+    // Only ex_a changed: the arms that read changes of ex_b are never executed.
+    expect(JSON.stringify(plan)).toMatch(/"Actual Loops":0/);
+    await refresh('ex_join');
+    expect(await divergence(db.admin, 'ex_join')).toBe(0);
+  });
+
+  it('records what each differential refresh changed in the history', async () => {
+    await db.admin.query(
+      `CREATE TABLE hist (id int PRIMARY KEY, v int); INSERT INTO hist VALUES (1, 1), (2, 2)`,
+    );
+    await create('hist_st', 'SELECT hist.id, hist.v FROM hist');
+    await step('hist_st', 'INSERT INTO hist VALUES (3, 3); DELETE FROM hist WHERE id = 1');
+    const { rows } = await db.admin.query(
+      `SELECT action, rows_inserted::int, rows_deleted::int, changes_consumed::int FROM pgtrickle.pgt_refresh_history
+        WHERE pgt_id = pgtrickle._resolve('hist_st') ORDER BY refresh_id DESC LIMIT 1`,
+    );
+    expect(rows).toEqual([
+      { action: 'DIFFERENTIAL', rows_inserted: 1, rows_deleted: 1, changes_consumed: 2 },
+    ]);
+  });
+});
