@@ -1,0 +1,184 @@
+import { beforeAll, describe, expect, it } from 'vitest';
+import { loadParser } from '../../sql/compiler/ast.js';
+import { UnsupportedConstruct } from '../../sql/compiler/errors.js';
+import type { CompileFacts, RelationFacts } from '../../sql/compiler/facts.js';
+import { compileLoaded } from '../../sql/compiler/plan.js';
+
+function table(relid: number, name: string, columns: [string, string][]): RelationFacts {
+  return {
+    relid,
+    schema: 'public',
+    name,
+    kind: 'table',
+    buffer: `changes_${relid}`,
+    columns: columns.map(([n, type], i) => ({ name: n, attnum: i + 1, type, captured: true })),
+  };
+}
+
+const orders = table(100, 'orders', [
+  ['id', 'integer'],
+  ['cid', 'integer'],
+  ['amount', 'numeric(10,2)'],
+  ['price', 'double precision'],
+]);
+const customers = table(200, 'customers', [
+  ['id', 'integer'],
+  ['region', 'text'],
+]);
+
+function facts(definingQuery: string, outputs: string[], extra: Partial<CompileFacts> = {}): CompileFacts {
+  return {
+    definingQuery,
+    outputColumns: outputs.map((name) => ({ name, type: 'text' })),
+    relations: [orders, customers],
+    aggregateNames: new Set(['count', 'sum', 'avg', 'min', 'max', 'string_agg']),
+    volatileNames: new Set(['random']),
+    ...extra,
+  };
+}
+
+const storage = { schema: 'public', name: 'st' };
+const compile = (f: CompileFacts) => compileLoaded(f, storage);
+const refusal = (f: CompileFacts) => {
+  try {
+    compile(f);
+  } catch (err) {
+    if (err instanceof UnsupportedConstruct) return err.construct;
+    throw err;
+  }
+  return undefined;
+};
+
+describe('compiler', () => {
+  beforeAll(loadParser);
+
+  it('gives the same plan text for the same query and facts', () => {
+    const q = facts(
+      'SELECT c.region, sum(o.amount) AS total FROM public.orders o JOIN public.customers c ON o.cid = c.id GROUP BY c.region',
+      ['region', 'total'],
+    );
+    expect(compile(q)).toEqual(compile(q));
+  });
+
+  it('maintains a projection and filter as a multiset with one row id', () => {
+    const plan = compile(
+      facts('SELECT o.id, o.amount * 2 AS twice FROM public.orders o WHERE o.amount > 1', ['id', 'twice']),
+    );
+    expect(plan.strategy).toBe('multiset');
+    expect(plan.hiddenColumns).toEqual([{ name: '__pgt_row_id', type: 'bigint' }]);
+    expect(plan.sources.map((s) => s.buffer)).toEqual(['changes_100']);
+    expect(plan.deltaSql).toContain('FROM __pgt_d0 AS o WHERE o.amount > 1');
+  });
+
+  it('expands a join of two relations into three arms, the last one subtracted', () => {
+    const plan = compile(
+      facts('SELECT o.id, c.region FROM public.orders o JOIN public.customers c ON o.cid = c.id', [
+        'id',
+        'region',
+      ]),
+    );
+    const delta = plan.deltaSql.slice(
+      plan.deltaSql.indexOf('__pgt_delta AS ('),
+      plan.deltaSql.indexOf('__pgt_net AS ('),
+    );
+    const arms = delta.split(' UNION ALL ');
+    expect(arms).toHaveLength(3);
+    expect(arms[0]).toContain('1 * o.__pgt_w AS __pgt_w FROM __pgt_d0 AS o JOIN public.customers AS c');
+    expect(arms[1]).toContain('1 * c.__pgt_w AS __pgt_w FROM public.orders AS o JOIN __pgt_d1 AS c');
+    expect(arms[2]).toContain('-1 * o.__pgt_w * c.__pgt_w AS __pgt_w FROM __pgt_d0 AS o JOIN __pgt_d1 AS c');
+  });
+
+  it('guards every arm so that it runs only when all the sources it reads have changes', () => {
+    const plan = compile(
+      facts('SELECT o.id, c.region FROM public.orders o JOIN public.customers c ON o.cid = c.id', [
+        'id',
+        'region',
+      ]),
+    );
+    expect(plan.deltaSql).toContain(
+      '(SELECT __pgt_f.changed_0 AND __pgt_f.changed_1 FROM __pgt_flags AS __pgt_f)',
+    );
+  });
+
+  it('keeps COUNT, SUM and AVG of exact numbers and MIN/MAX algebraically in hidden columns', () => {
+    const plan = compile(
+      facts(
+        'SELECT o.cid, count(*) AS n, sum(o.amount) AS s, avg(o.id) AS a, min(o.amount) AS lo FROM public.orders o GROUP BY o.cid',
+        ['cid', 'n', 's', 'a', 'lo'],
+      ),
+    );
+    expect(plan.strategy).toBe('aggregate');
+    expect(plan.hiddenColumns.map((c) => `${c.name} ${c.type}`)).toEqual([
+      '__pgt_row_id bigint',
+      '__pgt_count bigint',
+      '__pgt_s1 numeric',
+      '__pgt_n1 bigint',
+      '__pgt_s2 numeric',
+      '__pgt_n2 bigint',
+      '__pgt_m3 numeric(10,2)',
+    ]);
+  });
+
+  it('recomputes the touched groups for HAVING and for sums of floating point numbers', () => {
+    expect(
+      compile(
+        facts('SELECT o.cid, sum(o.amount) AS s FROM public.orders o GROUP BY o.cid HAVING count(*) > 1', [
+          'cid',
+          's',
+        ]),
+      ).strategy,
+    ).toBe('aggregate_recompute');
+    expect(
+      compile(facts('SELECT o.cid, sum(o.price) AS s FROM public.orders o GROUP BY o.cid', ['cid', 's']))
+        .strategy,
+    ).toBe('aggregate_recompute');
+  });
+
+  it('counts rows behind DISTINCT and UNION', () => {
+    expect(compile(facts('SELECT DISTINCT o.cid FROM public.orders o', ['cid'])).strategy).toBe('distinct');
+    expect(
+      compile(
+        facts('SELECT o.cid AS x FROM public.orders o UNION SELECT c.id FROM public.customers c', ['x']),
+      ).strategy,
+    ).toBe('distinct');
+  });
+
+  it('inlines non-recursive CTEs and subqueries in FROM', () => {
+    const plan = compile(
+      facts(
+        'WITH big AS (SELECT o.id, o.cid FROM public.orders o WHERE o.amount > 10) SELECT big.cid FROM big',
+        ['cid'],
+      ),
+    );
+    expect(plan.deltaSql).toContain(
+      'FROM ( SELECT o.id AS id, o.cid AS cid, 1 * o.__pgt_w AS __pgt_w FROM __pgt_d0 AS o WHERE o.amount > 10',
+    );
+  });
+
+  it.each([
+    ['SELECT o.id FROM public.orders o ORDER BY o.id LIMIT 10', 'LIMIT or OFFSET'],
+    ['SELECT o.id, rank() OVER (ORDER BY o.amount) AS r FROM public.orders o', 'window functions'],
+    [
+      'SELECT o.id FROM public.orders o WHERE o.cid IN (SELECT c.id FROM public.customers c)',
+      'subqueries in expressions (EXISTS, IN, scalar)',
+    ],
+    ['SELECT o.id, random() AS r FROM public.orders o', 'volatile function random()'],
+    ['SELECT o.id, now() AS t FROM public.orders o', 'time-dependent function now()'],
+    ['WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT r.n + 1 FROM r) SELECT r.n FROM r', 'WITH RECURSIVE'],
+    ['SELECT o.id FROM public.orders o INTERSECT SELECT c.id FROM public.customers c', 'INTERSECT'],
+    ['SELECT DISTINCT ON (o.cid) o.cid, o.id FROM public.orders o', 'DISTINCT ON'],
+    [
+      'SELECT s.cid, s.n FROM (SELECT o.cid, count(*) AS n FROM public.orders o GROUP BY o.cid) s',
+      'aggregates below the top of the query',
+    ],
+  ])('refuses %s, naming %s', (query, construct) => {
+    expect(refusal(facts(query, ['x']))).toBe(construct);
+  });
+
+  it('refuses a materialized view by name', () => {
+    const mv: RelationFacts = { ...customers, relid: 300, name: 'mv', kind: 'matview' };
+    expect(refusal(facts('SELECT mv.id FROM public.mv', ['id'], { relations: [orders, mv] }))).toBe(
+      'materialized view public.mv',
+    );
+  });
+});
