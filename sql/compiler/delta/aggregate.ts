@@ -180,7 +180,8 @@ function recompute(op: Extract<QueryOp, { kind: 'aggregate' }>, keys: Node[], ct
           '__pgt_del',
           global
             ? `DELETE FROM ${ctx.storage} t WHERE EXISTS (SELECT 1 FROM __pgt_aff) RETURNING 1`
-            : `DELETE FROM ${ctx.storage} t USING __pgt_aff a WHERE t.${ROW_ID} = ${rowIdOf(keyNames.map((k) => `a.${k}`))} RETURNING 1`,
+            : `DELETE FROM ${ctx.storage} t
+                WHERE t.${ROW_ID} = ANY (ARRAY(SELECT ${rowIdOf(keyNames.map((k) => `a.${k}`))} FROM __pgt_aff a)) RETURNING 1`,
         ],
         ['__pgt_ins', `INSERT INTO ${ctx.storage} (${[...cols, ROW_ID].join(', ')}) ${refill} RETURNING 1`],
       ],
@@ -416,7 +417,8 @@ function groupApply(
       [
         '__pgt_m',
         `SELECT g.*, t.${ROW_ID} IS NOT NULL AS __pgt_found, ${['t.__pgt_count AS __pgt_oc', ...carried].join(', ')}
-           FROM __pgt_g g LEFT JOIN ${ctx.storage} t ON t.${ROW_ID} = g.${ROW_ID}`,
+           FROM __pgt_g g LEFT JOIN LATERAL (
+             SELECT * FROM ${ctx.storage} s WHERE s.${ROW_ID} = g.${ROW_ID} LIMIT 1) t ON true`,
       ],
       [
         '__pgt_n',

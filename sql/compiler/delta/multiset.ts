@@ -7,7 +7,7 @@ import { type Apply, NOT_TRUNCATED } from './statement.js';
 export const ROW_ID = '__pgt_row_id';
 
 export function rowIdOf(values: string[]): string {
-  return `pg_catalog.hashtextextended(ROW(${values.join(', ')})::text, 0)`;
+  return `pg_catalog.hash_record_extended(ROW(${values.join(', ')}), 0)`;
 }
 
 export function multisetApply(storage: string, columns: string[]): Apply {
@@ -19,21 +19,22 @@ export function multisetApply(storage: string, columns: string[]): Apply {
     ctes: [
       [
         '__pgt_net',
-        `SELECT ${d.join(', ')}, ${rowIdOf(d)} AS ${ROW_ID}, sum(d.__pgt_w)::bigint AS __pgt_w,
-                row_number() OVER () AS __pgt_nid
+        `SELECT ${d.join(', ')}, ${rowIdOf(d)} AS ${ROW_ID}, sum(d.__pgt_w)::bigint AS __pgt_w
            FROM __pgt_delta d WHERE ${NOT_TRUNCATED}
           GROUP BY ${d.join(', ')} HAVING sum(d.__pgt_w) <> 0`,
       ],
+      // One index probe per net row (LATERAL … LIMIT) finds exactly the copies to delete, and
+      // the DELETE fetches them by TID: neither depends on what PostgreSQL estimates for CTEs.
+      [
+        '__pgt_victims',
+        `SELECT v.tid FROM __pgt_net n CROSS JOIN LATERAL (
+           SELECT t2.ctid AS tid FROM ${storage} t2
+            WHERE t2.${ROW_ID} = n.${ROW_ID} AND ${same.join(' AND ')} LIMIT -n.__pgt_w) v
+          WHERE n.__pgt_w < 0`,
+      ],
       [
         '__pgt_del',
-        `DELETE FROM ${storage} t USING (
-           SELECT x.tid, x.rid FROM (
-             SELECT t2.ctid AS tid, t2.${ROW_ID} AS rid, n.__pgt_w AS w,
-                    row_number() OVER (PARTITION BY n.__pgt_nid) AS rn
-               FROM ${storage} t2 JOIN __pgt_net n ON t2.${ROW_ID} = n.${ROW_ID} AND ${same.join(' AND ')}
-              WHERE n.__pgt_w < 0) x
-            WHERE x.rn <= -x.w) v
-         WHERE t.${ROW_ID} = v.rid AND t.ctid = v.tid RETURNING 1`,
+        `DELETE FROM ${storage} t WHERE t.ctid = ANY (ARRAY(SELECT v.tid FROM __pgt_victims v)) RETURNING 1`,
       ],
       [
         '__pgt_ins',
