@@ -85,7 +85,9 @@ describe('compiler', () => {
     expect(arms).toHaveLength(3);
     expect(arms[0]).toContain('1 * o.__pgt_w AS __pgt_w FROM __pgt_d0 AS o JOIN public.customers AS c');
     expect(arms[1]).toContain('1 * c.__pgt_w AS __pgt_w FROM public.orders AS o JOIN __pgt_d1 AS c');
-    expect(arms[2]).toContain('(-1 * o.__pgt_w) * c.__pgt_w AS __pgt_w FROM __pgt_d0 AS o JOIN __pgt_d1 AS c');
+    expect(arms[2]).toContain(
+      '(-1 * o.__pgt_w) * c.__pgt_w AS __pgt_w FROM __pgt_d0 AS o JOIN __pgt_d1 AS c',
+    );
   });
 
   it('guards every arm so that it runs only when all the sources it reads have changes', () => {

@@ -1,0 +1,16 @@
+// One stream table's actor: the machine, its pure scheduling decisions, and the shapes around it.
+export { ActorNotProvided, StaleFencingEpoch } from './errors.js';
+export { streamTableMachine } from './machine.js';
+export type { NextStep, Outcome } from './scheduling.js';
+export { afterFailure, afterSuccess, dueAt, isPaused, nextStep, wasLate, withFacts } from './scheduling.js';
+export type {
+  CatalogFacts,
+  RefreshInput,
+  RefreshResult,
+  StreamTableContext,
+  StreamTableEmitted,
+  StreamTableEvent,
+  StreamTableInput,
+  StreamTableStatus,
+  Work,
+} from './types.js';
