@@ -17,6 +17,8 @@ SET search_path = pg_catalog, pg_temp
 AS $fn$
 DECLARE
   v text := btrim(p_schedule);
+  v_fields text[];
+  v_bounds int[];
 BEGIN
   IF v IS NULL OR lower(v) = 'calculated' THEN
     RETURN 'CALCULATED';
@@ -32,7 +34,20 @@ BEGIN
     RETURN lower(v);
   END IF;
   IF v ~ '^[0-9A-Za-z*/,?#LW-]+(\s+[0-9A-Za-z*/,?#LW-]+){4,5}$' THEN
-    RETURN regexp_replace(v, '\s+', ' ', 'g');
+    v_fields := regexp_split_to_array(v, '\s+');
+    -- Five fields are minute … weekday; a sixth, leading one is seconds (as croner reads it).
+    v_bounds := CASE array_length(v_fields, 1) WHEN 6 THEN '{{0,59},{0,59},{0,23},{1,31},{1,12},{0,7}}'::int[]
+                ELSE '{{0,59},{0,23},{1,31},{1,12},{0,7}}'::int[] END;
+    FOR i IN 1 .. array_length(v_fields, 1) LOOP
+      -- Numbers that start a field or follow ',' or '-' are values; those after '/' are steps.
+      IF EXISTS (SELECT 1 FROM regexp_matches(v_fields[i], '(^|[,-])([0-9]+)', 'g') m
+                  WHERE m[2]::numeric NOT BETWEEN v_bounds[i][1] AND v_bounds[i][2]) THEN
+        RAISE EXCEPTION 'invalid schedule "%": field % is out of range', p_schedule, i
+          USING ERRCODE = 'invalid_parameter_value',
+                HINT = format('Values of that field go from %s to %s.', v_bounds[i][1], v_bounds[i][2]);
+      END IF;
+    END LOOP;
+    RETURN array_to_string(v_fields, ' ');
   END IF;
   RAISE EXCEPTION 'invalid schedule "%"', p_schedule
     USING ERRCODE = 'invalid_parameter_value',

@@ -119,11 +119,25 @@ describe('SQL API', () => {
     expect(unknown.message).toBe('stream table "nope" does not exist');
   });
 
+  it('refuses a cron field out of range, naming the field', async () => {
+    const err = await pgError(sql.query(`SELECT pgtrickle._normalize_schedule('99 * * * *')`));
+    expect(err.message).toBe('invalid schedule "99 * * * *": field 1 is out of range');
+    expect(err.hint).toBe('Values of that field go from 0 to 59.');
+  });
+
   it('accepts durations, cron expressions and calculated as schedules', async () => {
     const { rows } = await sql.query<{ s: string }>(
-      `SELECT pgtrickle._normalize_schedule(x) AS s FROM unnest(ARRAY['500ms', '1h30m', '*/5  * * * *', '@Hourly', 'calculated']) x`,
+      `SELECT pgtrickle._normalize_schedule(x) AS s FROM unnest(ARRAY['500ms', '1h30m', '*/5  * * * *', '@Hourly', 'calculated', '0 30 9 * * 1-5', '0 0 1,15 * *']) x`,
     );
-    expect(rows.map((r) => r.s)).toEqual(['500ms', '1h30m', '*/5 * * * *', '@hourly', 'CALCULATED']);
+    expect(rows.map((r) => r.s)).toEqual([
+      '500ms',
+      '1h30m',
+      '*/5 * * * *',
+      '@hourly',
+      'CALCULATED',
+      '0 30 9 * * 1-5',
+      '0 0 1,15 * *',
+    ]);
   });
 
   it('alters schedule, mode and status, and replaces the query', async () => {
