@@ -832,6 +832,52 @@ $fn$;
 COMMENT ON FUNCTION pgtrickle.drop_stream_table(text, boolean) IS
   'Drops a stream table; with cascade => true also the stream tables that read it.';
 
+-- Read-your-writes: the DML and the refresh share one transaction, so the refresh consumes the
+-- DML's own changes (the frontier keeps the transaction's xid, see _seen).
+CREATE FUNCTION pgtrickle.write_and_refresh(dml text, name text)
+RETURNS bigint
+LANGUAGE plpgsql
+AS $fn$
+DECLARE
+  v_id bigint := pgtrickle._resolve(name);
+  v_rows bigint;
+BEGIN
+  EXECUTE dml;
+  GET DIAGNOSTICS v_rows = ROW_COUNT;
+  PERFORM pgtrickle._refresh(v_id, NULL, 'MANUAL');
+  RETURN v_rows;
+END
+$fn$;
+
+COMMENT ON FUNCTION pgtrickle.write_and_refresh(text, text) IS
+  'Runs a DML statement and refreshes a stream table in the same transaction; returns the rows the DML affected.';
+
+-- Keeps pgt_refresh_history to pgtrickle.history_retention_days (default 30). Nodes run it daily;
+-- it is safe to run at any time.
+CREATE FUNCTION pgtrickle.cleanup_history()
+RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+  v_days numeric := coalesce(nullif(current_setting('pgtrickle.history_retention_days', true), '')::numeric, 30);
+  v_deleted bigint;
+BEGIN
+  IF v_days < 0 THEN
+    RAISE EXCEPTION 'invalid pgtrickle.history_retention_days: %', v_days USING ERRCODE = 'invalid_parameter_value',
+      HINT = 'Use a number of days, 0 or more.';
+  END IF;
+  DELETE FROM pgtrickle.pgt_refresh_history h WHERE h.start_time < now() - v_days * interval '1 day';
+  GET DIAGNOSTICS v_deleted = ROW_COUNT;
+  RETURN v_deleted;
+END
+$fn$;
+
+REVOKE ALL ON FUNCTION pgtrickle.cleanup_history() FROM PUBLIC;
+
+COMMENT ON FUNCTION pgtrickle.cleanup_history() IS
+  'Deletes refresh history older than pgtrickle.history_retention_days (default 30); returns how many rows.';
+
 -- Hidden columns belong to a compiled plan; they go when the plan goes.
 CREATE FUNCTION pgtrickle._drop_hidden_columns(p_id bigint)
 RETURNS void
