@@ -17,7 +17,7 @@ export interface Plan {
   hiddenColumns: { name: string; type: string }[];
   /** INSERT that fills the emptied storage table from the sources, hidden columns included. */
   fullSql: string;
-  /** One statement: $1 previous frontier, $2 its own xid; returns snapshot, inserted, deleted, truncated. */
+  /** One statement: $1 previous frontier, $2 its own xid; returns snapshot, inserted, deleted, truncated, consumed. */
   deltaSql: string;
   sources: { relid: number; schema: string; name: string; buffer: string }[];
 }

@@ -103,6 +103,8 @@ BEGIN
        action "char" NOT NULL CHECK (action IN (''I'', ''D'', ''U'', ''T'')),
        %s)', v_buf, v_coldefs);
   EXECUTE format('CREATE INDEX %I ON pgtrickle_changes.%I (xid)', v_buf || '_xid_idx', v_buf);
+  -- A refresh must notice a TRUNCATE among its changes without reading all of them.
+  EXECUTE format('CREATE INDEX %I ON pgtrickle_changes.%I (xid) WHERE action = ''T''', v_buf || '_trunc_idx', v_buf);
   EXECUTE format('COMMENT ON TABLE pgtrickle_changes.%I IS %L', v_buf,
                  'pgtrickle change buffer of ' || v_rel);
 

@@ -511,11 +511,12 @@ BEGIN
 END
 $fn$;
 
--- Counts what this refresh consumed (I2: visible in the new frontier, not in the previous one),
--- advances the frontier, writes history and trims change buffers every dependent has passed.
+-- Counts what this refresh consumed (I2: visible in the new frontier, not in the previous one)
+-- unless the delta statement already did, advances the frontier, writes history and trims
+-- change buffers every dependent has passed.
 CREATE FUNCTION pgtrickle._refresh_end(
   p_id bigint, p_snapshot pg_snapshot, p_action text, p_inserted bigint, p_deleted bigint,
-  p_initiated_by text, p_start timestamptz)
+  p_initiated_by text, p_start timestamptz, p_consumed bigint DEFAULT NULL)
 RETURNS bigint
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -523,7 +524,7 @@ AS $fn$
 DECLARE
   st pgtrickle.pgt_stream_tables;
   v_own xid8 := pg_current_xact_id_if_assigned();
-  v_consumed bigint := 0;
+  v_consumed bigint := coalesce(p_consumed, 0);
   v_n bigint;
   v_refresh_id bigint;
   src record;
@@ -535,7 +536,7 @@ BEGIN
     SELECT ct.source_relid, ct.buffer_name
       FROM pgtrickle.pgt_dependencies d
       JOIN pgtrickle.pgt_change_tracking ct ON ct.source_relid = d.source_relid
-     WHERE d.pgt_id = p_id AND d.cdc_mode = 'TRIGGER'
+     WHERE d.pgt_id = p_id AND d.cdc_mode = 'TRIGGER' AND p_consumed IS NULL
   LOOP
     EXECUTE format(
       'SELECT count(*) FROM pgtrickle_changes.%I
@@ -600,6 +601,7 @@ DECLARE
   v_inserted bigint;
   v_snapshot pg_snapshot;
   v_truncated boolean;
+  v_consumed bigint;
 BEGIN
   SELECT * INTO r FROM pgtrickle._refresh_begin(p_id, p_epoch);
   IF NOT FOUND THEN
@@ -613,7 +615,8 @@ BEGIN
 
   IF r.delta_sql IS NOT NULL AND r.refresh_mode <> 'FULL' AND NOT r.needs_reinit AND r.frontier IS NOT NULL
      AND NOT pgtrickle._too_many_changes(p_id, r.frontier) THEN
-    EXECUTE r.delta_sql INTO v_snapshot, v_inserted, v_deleted, v_truncated USING r.frontier, r.frontier_xid;
+    EXECUTE r.delta_sql INTO v_snapshot, v_inserted, v_deleted, v_truncated, v_consumed
+      USING r.frontier, r.frontier_xid;
     IF NOT v_truncated THEN
       v_action := 'DIFFERENTIAL';
     END IF;
@@ -629,10 +632,11 @@ BEGIN
                                                r.schema_name, r.rel_name, r.column_list, r.defining_query)))
       INTO v_snapshot, v_inserted;
     v_action := CASE WHEN r.needs_reinit THEN 'REINITIALIZE' ELSE 'FULL' END;
+    v_consumed := NULL;
   END IF;
 
   PERFORM set_config('role', v_role, true);
-  RETURN pgtrickle._refresh_end(p_id, v_snapshot, v_action, v_inserted, v_deleted, p_initiated_by, v_start);
+  RETURN pgtrickle._refresh_end(p_id, v_snapshot, v_action, v_inserted, v_deleted, p_initiated_by, v_start, v_consumed);
 END
 $fn$;
 

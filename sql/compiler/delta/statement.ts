@@ -42,17 +42,24 @@ export function deltaStatement(sources: Source[], arms: Arm[], apply: Apply): st
     .join(',\n');
   return `WITH ${withList}
 SELECT (SELECT __pgt_snap.s FROM __pgt_snap) AS snapshot, ${apply.inserted} AS inserted, ${apply.deleted} AS deleted,
-       (SELECT __pgt_f.truncated FROM __pgt_flags __pgt_f) AS truncated`;
+       (SELECT __pgt_f.truncated FROM __pgt_flags __pgt_f) AS truncated,
+       ${sources.map((s) => `(SELECT count(*) FROM ${changesCte(s.index)})`).join(' + ') || '0'} AS consumed`;
 }
 
 // Exactly the change rows committed in the statement's snapshot (or written by this very
 // transaction) that the previous frontier had not seen.
 function consumed(s: Source): string {
-  const buffer = `pgtrickle_changes.${ident(s.relation.buffer ?? '')}`;
-  return `SELECT b.* FROM ${buffer} b CROSS JOIN __pgt_snap
-    WHERE b.xid >= pg_catalog.pg_snapshot_xmin($1::pg_snapshot)
-      AND pgtrickle._seen(b.xid, __pgt_snap.s, __pgt_snap.own)
-      AND NOT pgtrickle._seen(b.xid, $1::pg_snapshot, $2::xid8)`;
+  return `SELECT b.* FROM ${buffer(s)} b CROSS JOIN __pgt_snap WHERE ${consumedBy('b')}`;
+}
+
+function buffer(s: Source): string {
+  return `pgtrickle_changes.${ident(s.relation.buffer ?? '')}`;
+}
+
+function consumedBy(alias: string): string {
+  return `${alias}.xid >= pg_catalog.pg_snapshot_xmin($1::pg_snapshot)
+      AND pgtrickle._seen(${alias}.xid, __pgt_snap.s, __pgt_snap.own)
+      AND NOT pgtrickle._seen(${alias}.xid, $1::pg_snapshot, $2::xid8)`;
 }
 
 // The changes as rows of the relation with a weight: an INSERT is +1, a DELETE −1, an UPDATE
@@ -66,7 +73,10 @@ function weighted(s: Source): string {
 }
 
 function flags(sources: Source[]): string {
-  const truncated = sources.map((s) => `EXISTS (SELECT 1 FROM ${changesCte(s.index)} WHERE action = 'T')`);
+  const truncated = sources.map(
+    (s) =>
+      `EXISTS (SELECT 1 FROM ${buffer(s)} b CROSS JOIN __pgt_snap WHERE b.action = 'T' AND ${consumedBy('b')})`,
+  );
   const changed = sources.map(
     (s) => `EXISTS (SELECT 1 FROM ${deltaCte(s.index)}) AS ${changedFlag(s.index)}`,
   );
