@@ -52,13 +52,19 @@ export async function loadFacts(client: pg.ClientBase, pgtId: string): Promise<S
       buffer: string | null;
       columns: { name: string; attnum: number; type: string; captured: boolean }[];
       view_definition: string | null;
+      key: string[] | null;
     }>(
       `SELECT c.oid::int AS relid, n.nspname AS schema, c.relname AS name, d.source_type, ct.buffer_name AS buffer,
               (SELECT json_agg(json_build_object('name', a.attname, 'attnum', a.attnum,
                         'type', pg_catalog.format_type(a.atttypid, a.atttypmod),
                         'captured', coalesce(a.attnum = ANY (ct.captured_attnums), false)) ORDER BY a.attnum)
                  FROM pg_catalog.pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped) AS columns,
-              CASE WHEN c.relkind = 'v' THEN pg_catalog.pg_get_viewdef(c.oid) END AS view_definition
+              CASE WHEN c.relkind = 'v' THEN pg_catalog.pg_get_viewdef(c.oid) END AS view_definition,
+              (SELECT array_agg(a.attname::text ORDER BY k.ord)
+                 FROM pg_catalog.pg_index i
+                 CROSS JOIN LATERAL unnest(i.indkey::smallint[]) WITH ORDINALITY AS k(attnum, ord)
+                 JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+                WHERE i.indrelid = c.oid AND i.indisprimary) AS key
          FROM pgtrickle.pgt_dependencies d
          JOIN pg_catalog.pg_class c ON c.oid = d.source_relid
          JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
@@ -73,6 +79,7 @@ export async function loadFacts(client: pg.ClientBase, pgtId: string): Promise<S
       kind: KINDS[r.source_type] ?? 'table',
       columns: r.columns,
       ...(r.buffer ? { buffer: r.buffer } : {}),
+      ...(r.key ? { key: r.key } : {}),
       ...(r.view_definition ? { viewDefinition: r.view_definition.replace(/;\s*$/, '') } : {}),
     }));
     await client.query('COMMIT');

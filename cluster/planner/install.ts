@@ -22,10 +22,11 @@ export async function planStreamTable(client: pg.ClientBase, pgtId: string): Pro
     await client.query('SELECT pgtrickle._record_fallback($1, $2)', [pgtId, err.message]);
     return { mode: 'FULL', reason: err.message };
   }
-  await client.query('SELECT pgtrickle._install_plan($1, $2, $3, $4, $5)', [
+  await client.query('SELECT pgtrickle._install_plan($1, $2, $3, $4, $5, $6)', [
     pgtId,
     plan.strategy,
     JSON.stringify(plan.hiddenColumns),
+    plan.indexColumns,
     plan.fullSql,
     plan.deltaSql,
   ]);

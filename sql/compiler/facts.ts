@@ -16,6 +16,8 @@ export interface RelationFacts {
   name: string;
   kind: 'table' | 'stream_table' | 'view' | 'matview' | 'foreign_table';
   columns: ColumnFacts[];
+  /** Primary key column names, in key order. */
+  key?: string[];
   /** Change buffer in schema pgtrickle_changes, for captured tables and stream tables. */
   buffer?: string;
   /** For views: pg_get_viewdef() under an empty search_path. */

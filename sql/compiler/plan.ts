@@ -5,6 +5,7 @@ import { analyze } from './analyze.js';
 import { loadParser } from './ast.js';
 import { aggregateRoot, distinctRoot, type RootPlan } from './delta/aggregate.js';
 import { queryArms } from './delta/arms.js';
+import { keyColumns, keyedRoot } from './delta/keyed.js';
 import { multisetApply, multisetFull, ROW_ID } from './delta/multiset.js';
 import { Sources } from './delta/sources.js';
 import { deltaStatement } from './delta/statement.js';
@@ -12,9 +13,11 @@ import { renameTargets } from './delta/variants.js';
 import type { CompileFacts } from './facts.js';
 
 export interface Plan {
-  strategy: 'multiset' | RootPlan['strategy'];
+  strategy: 'multiset' | 'keyed' | RootPlan['strategy'];
   /** Columns the storage table needs besides the visible ones. */
   hiddenColumns: { name: string; type: string }[];
+  /** Hidden columns to index: how a refresh finds the current version of a row. */
+  indexColumns: string[];
   /** INSERT that fills the emptied storage table from the sources, hidden columns included. */
   fullSql: string;
   /** One statement: $1 previous frontier, $2 its own xid; returns snapshot, inserted, deleted, truncated, consumed. */
@@ -39,17 +42,21 @@ export function compileLoaded(facts: CompileFacts, storage: StorageFacts): Plan 
   const columns = facts.outputColumns.map((c) => c.name);
   const table = qualified(storage.schema, storage.name);
   const ctx = { storage: table, columns, sources, facts };
-  const root = ((): RootPlan | (Omit<RootPlan, 'strategy'> & { strategy: 'multiset' }) => {
+  const root = ((): RootPlan | (Omit<RootPlan, 'strategy'> & { strategy: 'multiset' | 'keyed' }) => {
     switch (op.kind) {
       case 'select':
-      case 'unionAll':
+      case 'unionAll': {
+        const keys = op.kind === 'select' ? keyColumns(op) : undefined;
+        if (op.kind === 'select' && keys) return { strategy: 'keyed', ...keyedRoot(op, keys, ctx) };
         return {
           strategy: 'multiset',
           hiddenColumns: [{ name: ROW_ID, type: 'bigint' }],
+          indexColumns: [ROW_ID],
           fullSql: multisetFull(table, columns, facts.definingQuery),
           arms: queryArms(op, sources, (_stmt, targets) => renameTargets(targets, columns)),
           apply: multisetApply(table, columns),
         };
+      }
       case 'aggregate':
         return aggregateRoot(op, ctx);
       case 'distinct':
@@ -64,6 +71,7 @@ export function compileLoaded(facts: CompileFacts, storage: StorageFacts): Plan 
   return {
     strategy: root.strategy,
     hiddenColumns: root.hiddenColumns,
+    indexColumns: root.indexColumns,
     fullSql: root.fullSql,
     deltaSql: deltaStatement(used, root.arms, root.apply),
     sources: used.map((s) => ({

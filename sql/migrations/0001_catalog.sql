@@ -80,7 +80,7 @@ COMMENT ON TABLE pgtrickle.pgt_refresh_history IS 'One row per refresh attempt; 
 
 CREATE TABLE pgtrickle.pgt_plans (
   pgt_id         bigint PRIMARY KEY REFERENCES pgtrickle.pgt_stream_tables (pgt_id) ON DELETE CASCADE,
-  strategy       text NOT NULL CHECK (strategy IN ('multiset', 'aggregate', 'aggregate_recompute', 'distinct')),
+  strategy       text NOT NULL CHECK (strategy IN ('multiset', 'keyed', 'aggregate', 'aggregate_recompute', 'distinct')),
   hidden_columns jsonb NOT NULL,
   full_sql       text NOT NULL,
   delta_sql      text NOT NULL,

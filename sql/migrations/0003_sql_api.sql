@@ -905,7 +905,7 @@ $fn$;
 -- Installs a compiled plan (from a node): hidden columns are added as the caller, who must own
 -- the stream table; the next refresh recomputes everything once to fill them.
 CREATE FUNCTION pgtrickle._install_plan(
-  p_id bigint, p_strategy text, p_hidden_columns jsonb, p_full_sql text, p_delta_sql text)
+  p_id bigint, p_strategy text, p_hidden_columns jsonb, p_index_columns name[], p_full_sql text, p_delta_sql text)
 RETURNS void
 LANGUAGE plpgsql
 AS $fn$
@@ -920,7 +920,8 @@ BEGIN
     FROM jsonb_array_elements(p_hidden_columns) c;
   IF v_ddl IS NOT NULL THEN
     EXECUTE format('ALTER TABLE %s %s', pgtrickle._relname(v_relid), v_ddl);
-    EXECUTE format('CREATE INDEX ON %s (__pgt_row_id)', pgtrickle._relname(v_relid));
+    EXECUTE format('CREATE INDEX ON %s (%s)', pgtrickle._relname(v_relid),
+                   (SELECT string_agg(format('%I', c), ', ') FROM unnest(p_index_columns) c));
   END IF;
   PERFORM pgtrickle._store_plan(p_id, p_strategy, p_hidden_columns, p_full_sql, p_delta_sql);
 END

@@ -70,6 +70,44 @@ describe('compiler', () => {
     expect(plan.deltaSql).toContain('FROM __pgt_d0 AS o WHERE o.amount > 1');
   });
 
+  it('keys the rows of an inner join of relations with primary keys by those keys, updating in place', () => {
+    const keyed = {
+      ...facts('', []),
+      relations: [
+        { ...orders, key: ['id'] },
+        { ...customers, key: ['id'] },
+      ],
+    };
+    const plan = compile({
+      ...keyed,
+      definingQuery: 'SELECT o.amount, c.region FROM public.orders o JOIN public.customers c ON o.cid = c.id',
+      outputColumns: [
+        { name: 'amount', type: 'numeric' },
+        { name: 'region', type: 'text' },
+      ],
+    });
+    expect(plan.strategy).toBe('keyed');
+    expect(plan.hiddenColumns).toEqual([
+      { name: '__pgt_k0', type: 'integer' },
+      { name: '__pgt_k1', type: 'integer' },
+    ]);
+    expect(plan.indexColumns).toEqual(['__pgt_k0', '__pgt_k1']);
+    expect(plan.deltaSql).toContain(
+      'UPDATE "public"."st" t SET "amount" = n."amount", "region" = n."region"',
+    );
+  });
+
+  it('keeps the hashed row id when a relation has no primary key', () => {
+    const plan = compile({
+      ...facts('SELECT o.amount, c.region FROM public.orders o JOIN public.customers c ON o.cid = c.id', [
+        'amount',
+        'region',
+      ]),
+      relations: [{ ...orders, key: ['id'] }, customers],
+    });
+    expect(plan.strategy).toBe('multiset');
+  });
+
   it('expands a join of two relations into three arms, the last one subtracted', () => {
     const plan = compile(
       facts('SELECT o.id, c.region FROM public.orders o JOIN public.customers c ON o.cid = c.id', [

@@ -17,6 +17,8 @@ import { fromListSide, renameTargets } from './variants.js';
 export interface RootPlan {
   strategy: 'aggregate' | 'aggregate_recompute' | 'distinct';
   hiddenColumns: { name: string; type: string }[];
+  /** The hidden columns the storage table is indexed on, to find a row's current version. */
+  indexColumns: string[];
   fullSql: string;
   arms: Arm[];
   apply: Apply;
@@ -70,6 +72,7 @@ export function distinctRoot(op: Extract<QueryOp, { kind: 'distinct' }>, ctx: Ro
   const q = cols.map((c) => `q.${c}`);
   return {
     strategy: 'distinct',
+    indexColumns: [ROW_ID],
     hiddenColumns: [
       { name: ROW_ID, type: 'bigint' },
       { name: '__pgt_count', type: 'bigint' },
@@ -132,6 +135,7 @@ function algebraic(op: Extract<QueryOp, { kind: 'aggregate' }>, keys: Node[], ct
   const cols = ctx.columns.map(ident);
   return {
     strategy: 'aggregate',
+    indexColumns: [ROW_ID],
     hiddenColumns: [{ name: ROW_ID, type: 'bigint' }, { name: '__pgt_count', type: 'bigint' }, ...states],
     fullSql: `INSERT INTO ${ctx.storage} (${[...cols, ROW_ID, '__pgt_count', ...states.map((s) => s.name)].join(', ')})
       ${deparse({ SelectStmt: { ...stmt, targetList: fullTargets } })}`,
@@ -164,6 +168,7 @@ function recompute(op: Extract<QueryOp, { kind: 'aggregate' }>, keys: Node[], ct
   const stmt = clone(op.stmt);
   return {
     strategy: 'aggregate_recompute',
+    indexColumns: [ROW_ID],
     hiddenColumns: [{ name: ROW_ID, type: 'bigint' }],
     fullSql: `INSERT INTO ${ctx.storage} (${[...cols, ROW_ID].join(', ')})
       ${deparse({ SelectStmt: { ...stmt, targetList: [...(stmt.targetList ?? []), resTarget(expr(rowIdOf(keyTexts)), ROW_ID)] } })}`,
