@@ -77,6 +77,7 @@ export function keyedRoot(
 function keyedApply(storage: string, cols: string[], keys: string[]): Apply {
   const all = [...cols, ...keys];
   const sameKey = (a: string, b: string) => keys.map((k) => `${a}.${k} = ${b}.${k}`).join(' AND ');
+  const keyList = (alias: string) => keys.map((k) => `${alias}.${k}`).join(', ');
   return {
     ctes: [
       [
@@ -85,30 +86,35 @@ function keyedApply(storage: string, cols: string[], keys: string[]): Apply {
            FROM __pgt_delta d WHERE ${NOT_TRUNCATED}
           GROUP BY ${all.map((c) => `d.${c}`).join(', ')} HAVING sum(d.__pgt_w) <> 0`,
       ],
-      // Per key: is there a row after the change (keep), and where is the row now (tid)?
+      // After netting, a key has at most one row with weight +1 (its new version) and one with
+      // −1 (its old one). No CTE is joined to another: each row finds its place in the stream
+      // table by one index probe, and keys that disappear come from a hashed EXCEPT.
       [
-        '__pgt_loc',
-        `SELECT k.*, t.tid FROM (
-           SELECT ${keys.map((k) => `n.${k}`).join(', ')}, bool_or(n.__pgt_w > 0) AS keep
-             FROM __pgt_net n GROUP BY ${keys.map((k) => `n.${k}`).join(', ')}) k
-         LEFT JOIN LATERAL (SELECT s.ctid AS tid FROM ${storage} s WHERE ${sameKey('s', 'k')} LIMIT 1) t ON true`,
+        '__pgt_new',
+        `SELECT n.*, t.tid FROM __pgt_net n
+           LEFT JOIN LATERAL (SELECT s.ctid AS tid FROM ${storage} s WHERE ${sameKey('s', 'n')} LIMIT 1) t ON true
+          WHERE n.__pgt_w > 0`,
+      ],
+      [
+        '__pgt_gone',
+        `SELECT ${keyList('n')} FROM __pgt_net n WHERE n.__pgt_w < 0
+         EXCEPT SELECT ${keyList('n')} FROM __pgt_net n WHERE n.__pgt_w > 0`,
       ],
       [
         '__pgt_upd',
         `UPDATE ${storage} t SET ${cols.map((c) => `${c} = n.${c}`).join(', ')}
-           FROM __pgt_loc l JOIN __pgt_net n ON ${sameKey('n', 'l')} AND n.__pgt_w > 0
-          WHERE t.ctid = l.tid RETURNING 1`,
+           FROM __pgt_new n WHERE t.ctid = n.tid RETURNING 1`,
       ],
       [
         '__pgt_ins',
         `INSERT INTO ${storage} (${all.join(', ')})
-         SELECT ${all.map((c) => `n.${c}`).join(', ')} FROM __pgt_net n JOIN __pgt_loc l ON ${sameKey('n', 'l')}
-          WHERE n.__pgt_w > 0 AND l.tid IS NULL RETURNING 1`,
+         SELECT ${all.map((c) => `n.${c}`).join(', ')} FROM __pgt_new n WHERE n.tid IS NULL RETURNING 1`,
       ],
       [
         '__pgt_del',
-        `DELETE FROM ${storage} t
-          WHERE t.ctid = ANY (ARRAY(SELECT l.tid FROM __pgt_loc l WHERE NOT l.keep AND l.tid IS NOT NULL)) RETURNING 1`,
+        `DELETE FROM ${storage} t WHERE t.ctid = ANY (ARRAY(
+           SELECT v.tid FROM __pgt_gone g
+             CROSS JOIN LATERAL (SELECT s.ctid AS tid FROM ${storage} s WHERE ${sameKey('s', 'g')} LIMIT 1) v)) RETURNING 1`,
       ],
     ],
     inserted: '((SELECT count(*) FROM __pgt_ins) + (SELECT count(*) FROM __pgt_upd))',

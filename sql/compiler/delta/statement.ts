@@ -32,13 +32,15 @@ export function deltaStatement(sources: Source[], arms: Arm[], apply: Apply): st
     ],
     ...apply.ctes,
   ];
-  const materialized = new Set([
-    '__pgt_snap',
-    '__pgt_flags',
-    ...sources.flatMap((s) => [changesCte(s.index), deltaCte(s.index)]),
-  ]);
+  // The consumed changes are read once; their weighted form is cheap to recompute from them, and
+  // inlining it into each arm saves writing it out.
+  const materialized = new Set(['__pgt_snap', '__pgt_flags', ...sources.map((s) => changesCte(s.index))]);
+  const inlined = new Set(sources.map((s) => deltaCte(s.index)));
   const withList = ctes
-    .map(([name, sql]) => `${name} AS ${materialized.has(name) ? 'MATERIALIZED ' : ''}(${sql})`)
+    .map(([name, sql]) => {
+      const how = materialized.has(name) ? 'MATERIALIZED ' : inlined.has(name) ? 'NOT MATERIALIZED ' : '';
+      return `${name} AS ${how}(${sql})`;
+    })
     .join(',\n');
   return `WITH ${withList}
 SELECT (SELECT __pgt_snap.s FROM __pgt_snap) AS snapshot, ${apply.inserted} AS inserted, ${apply.deleted} AS deleted,
