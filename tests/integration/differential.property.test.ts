@@ -39,6 +39,7 @@ const note = maybe(fc.constantFrom('x', 'y', 'z'));
 type Op =
   | { op: 'insert_a'; id: number; g: number | null; v: number | null; note: string | null }
   | { op: 'update_a'; id: number; g: number | null; v: number | null }
+  | { op: 'bump_a'; id: number }
   | { op: 'rekey_a'; id: number; to: number }
   | { op: 'delete_a'; id: number }
   | { op: 'insert_b'; id: number; g: number | null; w: number }
@@ -68,6 +69,7 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
       v: maybe(fc.integer({ min: 0, max: 9 })),
     }),
   },
+  { weight: 3, arbitrary: fc.record({ op: fc.constant('bump_a' as const), id: small }) },
   { weight: 2, arbitrary: fc.record({ op: fc.constant('rekey_a' as const), id: small, to: small }) },
   { weight: 3, arbitrary: fc.record({ op: fc.constant('delete_a' as const), id: small }) },
   {
@@ -116,6 +118,8 @@ function statement(o: Op): [string, unknown[]] {
       return ['INSERT INTO a VALUES ($1, $2, $3, $4) ON CONFLICT (id) DO NOTHING', [o.id, o.g, o.v, o.note]];
     case 'update_a':
       return ['UPDATE a SET g = $2, v = $3 WHERE id = $1', [o.id, o.g, o.v]];
+    case 'bump_a':
+      return ["UPDATE a SET v = v + 1, note = coalesce(note, 'n') WHERE id = $1", [o.id]];
     case 'rekey_a':
       return [
         'UPDATE a SET id = $2 WHERE id = $1 AND NOT EXISTS (SELECT 1 FROM a WHERE id = $2)',

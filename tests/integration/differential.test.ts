@@ -53,6 +53,29 @@ describe('differential refresh', () => {
     expect((await db.admin.query('SELECT count(*)::int AS n FROM null_inner')).rows).toEqual([{ n: 0 }]);
   });
 
+  it('updates a joined row in place when a non-key column of a source changes', async () => {
+    await db.admin.query(`CREATE TABLE ip_o (id int PRIMARY KEY, cid int, amount int); CREATE TABLE ip_c (id int PRIMARY KEY, region text);
+      INSERT INTO ip_c VALUES (1, 'north'), (2, 'south'); INSERT INTO ip_o VALUES (1, 1, 10), (2, 2, 20)`);
+    await create('in_place', 'SELECT ip_o.amount, ip_c.region FROM ip_o JOIN ip_c ON ip_o.cid = ip_c.id');
+    const ctid = async () =>
+      (await db.admin.query('SELECT ctid::text AS t FROM in_place WHERE __pgt_k0 = 1')).rows[0].t;
+    const before = await ctid();
+    await step(
+      'in_place',
+      `UPDATE ip_o SET amount = 11 WHERE id = 1; UPDATE ip_c SET region = 'west' WHERE id = 2`,
+    );
+    const { rows } = await db.admin.query(
+      `SELECT action, rows_inserted::int, rows_deleted::int FROM pgtrickle.pgt_refresh_history
+        WHERE pgt_id = pgtrickle._resolve('in_place') ORDER BY refresh_id DESC LIMIT 1`,
+    );
+    expect(rows).toEqual([{ action: 'DIFFERENTIAL', rows_inserted: 2, rows_deleted: 2 }]);
+    expect(await ctid()).not.toBe(before);
+    expect((await db.admin.query('SELECT amount, region FROM in_place ORDER BY amount')).rows).toEqual([
+      { amount: 11, region: 'north' },
+      { amount: 20, region: 'west' },
+    ]);
+  });
+
   it('keeps one copy when two identical rows are inserted and one deleted', async () => {
     await db.admin.query('CREATE TABLE twins (x int, y text)');
     await create('twins_st', 'SELECT twins.x, twins.y FROM twins');
