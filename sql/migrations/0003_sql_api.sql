@@ -511,6 +511,36 @@ BEGIN
 END
 $fn$;
 
+-- Whether any captured source has changes the frontier has not seen. Changes of transactions
+-- still in progress count: the refresh that follows consumes nothing, which is harmless.
+CREATE FUNCTION pgtrickle._has_pending(p_id bigint, p_frontier pg_snapshot, p_frontier_xid xid8)
+RETURNS boolean
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+  v_found boolean;
+  src record;
+BEGIN
+  FOR src IN
+    SELECT ct.buffer_name
+      FROM pgtrickle.pgt_dependencies d
+      JOIN pgtrickle.pgt_change_tracking ct ON ct.source_relid = d.source_relid
+     WHERE d.pgt_id = p_id AND d.cdc_mode = 'TRIGGER'
+  LOOP
+    EXECUTE format('SELECT EXISTS (SELECT 1 FROM pgtrickle_changes.%I
+                     WHERE xid >= pg_snapshot_xmin($1) AND NOT pgtrickle._seen(xid, $1, $2))', src.buffer_name)
+      INTO v_found USING p_frontier, p_frontier_xid;
+    IF v_found THEN
+      RETURN true;
+    END IF;
+  END LOOP;
+  -- Materialized views and foreign tables cannot tell whether they changed.
+  RETURN EXISTS (SELECT 1 FROM pgtrickle.pgt_dependencies d
+                  WHERE d.pgt_id = p_id AND d.source_type IN ('MATVIEW', 'FOREIGN_TABLE'));
+END
+$fn$;
+
 -- Counts what this refresh consumed (I2: visible in the new frontier, not in the previous one)
 -- unless the delta statement already did, advances the frontier, writes history and trims
 -- change buffers every dependent has passed.
@@ -587,6 +617,7 @@ $fn$;
 -- table's owner, like REFRESH MATERIALIZED VIEW, with a fixed search_path so that it means what
 -- it meant when it was created. With a compiled plan, the delta is applied in one statement;
 -- without one, after a TRUNCATE of a source, or with too many changes, everything is recomputed.
+-- Returns the refresh_id, or NULL when skipped (nothing changed, or another refresh is running).
 CREATE FUNCTION pgtrickle._refresh(p_id bigint, p_epoch bigint, p_initiated_by text)
 RETURNS bigint
 LANGUAGE plpgsql
@@ -607,6 +638,11 @@ BEGIN
   IF NOT FOUND THEN
     SELECT st.pgt_name INTO r FROM pgtrickle.pgt_stream_tables st WHERE st.pgt_id = p_id;
     RAISE NOTICE 'refresh skipped for "%": another refresh is in progress', r.pgt_name;
+    RETURN NULL;
+  END IF;
+  IF r.frontier IS NOT NULL AND NOT r.needs_reinit
+     AND NOT pgtrickle._has_pending(p_id, r.frontier, r.frontier_xid) THEN
+    RAISE NOTICE 'refresh skipped for "%": no changes detected', r.rel_name;
     RETURN NULL;
   END IF;
   IF r.owner_name <> current_user THEN
