@@ -76,6 +76,26 @@ describe('differential refresh', () => {
     ]);
   });
 
+  it('maintains stream tables whose schema, table, column and own names are hostile', async () => {
+    await db.admin.query(`CREATE SCHEMA "s; DROP TABLE x; --";
+      CREATE TABLE "s; DROP TABLE x; --"."t ""q"" $$ ü" ("sel""ect" int PRIMARY KEY, "$$ v" int, "'; --" text);
+      INSERT INTO "s; DROP TABLE x; --"."t ""q"" $$ ü" VALUES (1, 1, 'a'), (2, 2, 'b')`);
+    const queries = [
+      `SELECT t."sel""ect", t."$$ v" * 2 AS "x""y", t."'; --" FROM "s; DROP TABLE x; --"."t ""q"" $$ ü" t WHERE t."$$ v" > 0`,
+      `SELECT t."'; --", count(*) AS "n;", sum(t."$$ v") AS "$$" FROM "s; DROP TABLE x; --"."t ""q"" $$ ü" t GROUP BY t."'; --"`,
+    ];
+    for (const [i, query] of queries.entries()) {
+      const name = `"s; DROP TABLE x; --"."st ${i} ""$$"" ;"`;
+      await create(name, query);
+      await step(name, `INSERT INTO "s; DROP TABLE x; --"."t ""q"" $$ ü" VALUES (${3 + i}, 3, 'a')`);
+      await step(
+        name,
+        `UPDATE "s; DROP TABLE x; --"."t ""q"" $$ ü" SET "$$ v" = "$$ v" + 1, "'; --" = 'c' WHERE "sel""ect" = 1`,
+      );
+      await step(name, `DELETE FROM "s; DROP TABLE x; --"."t ""q"" $$ ü" WHERE "sel""ect" = 2`);
+    }
+  });
+
   it('keeps one copy when two identical rows are inserted and one deleted', async () => {
     await db.admin.query('CREATE TABLE twins (x int, y text)');
     await create('twins_st', 'SELECT twins.x, twins.y FROM twins');
