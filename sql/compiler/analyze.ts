@@ -7,9 +7,19 @@ import { type CompileFacts, type RelationFacts, relationKey } from './facts.js';
 /** A relation in FROM. Aliases are kept: every expression of the query refers to them. */
 export type FromItem =
   | { kind: 'scan'; alias: string; relation: RelationFacts; node: Node }
-  | { kind: 'join'; left: FromItem; right: FromItem; node: Node }
+  | { kind: 'join'; type: JoinType; left: FromItem; right: FromItem; node: Node }
   | { kind: 'subquery'; alias: string; query: QueryOp; node: Node }
   | { kind: 'constant'; node: Node };
+
+/** Which sides of a join keep their unmatched rows (null-extending the other side). */
+export type JoinType = 'inner' | 'left' | 'right' | 'full';
+
+const JOIN_TYPES: Record<string, JoinType> = {
+  JOIN_INNER: 'inner',
+  JOIN_LEFT: 'left',
+  JOIN_RIGHT: 'right',
+  JOIN_FULL: 'full',
+};
 
 /**
  * A query block. `select` is projection and filter over its FROM items (they stay together
@@ -125,15 +135,28 @@ function fromItem(item: Node, scope: Scope): FromItem {
   if ('RangeVar' in item) return rangeVar(item, scope);
   if ('JoinExpr' in item) {
     const join = item.JoinExpr;
-    if (join.jointype !== 'JOIN_INNER') {
-      throw new UnsupportedConstruct(`${(join.jointype ?? 'JOIN_').slice(5)} OUTER JOIN`);
+    const type = JOIN_TYPES[join.jointype ?? ''];
+    if (!type) throw new UnsupportedConstruct(`${(join.jointype ?? 'JOIN_').slice(5)} JOIN`);
+    // A USING or NATURAL outer join merges its key columns into unqualified names whose value
+    // depends on which side matched; the antijoin rule rebinds each side by its alias instead.
+    if (type !== 'inner' && (join.usingClause?.length || join.isNatural)) {
+      throw new UnsupportedConstruct(
+        `USING or NATURAL in a ${type.toUpperCase()} OUTER JOIN`,
+        'Write the join condition with ON.',
+      );
     }
     if (join.alias) throw new UnsupportedConstruct('an alias on a JOIN');
     if (!join.larg || !join.rarg) throw new UnsupportedConstruct('a JOIN without two sides');
     for (const { node } of walk(join.quals)) {
       if ('SubLink' in node) throw new UnsupportedConstruct('subqueries in expressions (EXISTS, IN, scalar)');
     }
-    return { kind: 'join', left: fromItem(join.larg, scope), right: fromItem(join.rarg, scope), node: item };
+    return {
+      kind: 'join',
+      type,
+      left: fromItem(join.larg, scope),
+      right: fromItem(join.rarg, scope),
+      node: item,
+    };
   }
   if ('RangeSubselect' in item) {
     const sub = item.RangeSubselect;

@@ -27,6 +27,10 @@ const SHAPES: Record<string, string> = {
     'SELECT s.g, s.v, b.w FROM (SELECT a.g, a.v FROM a WHERE a.v IS NOT NULL) s JOIN b ON s.g = b.g',
   cte: 'WITH big AS (SELECT a.id, a.g FROM a WHERE a.v > 3) SELECT big.g, count(*) AS n FROM big GROUP BY big.g',
   view: 'SELECT va.g, count(*) AS n FROM va GROUP BY va.g',
+  left_join: 'SELECT a.id, b.id AS bid, b.w FROM a LEFT JOIN b ON a.g = b.g',
+  full_join_keyless: 'SELECT a.id, a.note, k.y FROM a FULL JOIN k ON a.v = k.x',
+  left_join_count: 'SELECT a.id, count(b.id) AS n FROM a LEFT JOIN b ON b.g = a.g GROUP BY a.id',
+  inner_then_right_join: 'SELECT a.id, b.id AS bid, k.y FROM a JOIN b ON a.g = b.g RIGHT JOIN k ON k.x = b.w',
 };
 
 // Seeds (and paths) of past failures, replayed before the random runs.

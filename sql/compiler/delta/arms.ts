@@ -1,15 +1,16 @@
 // Delta arms of a linear query (projection, filter, inner joins, UNION ALL): each arm is the
 // query block with one delta variant of its FROM list, a weight column, and a guard so that
-// PostgreSQL skips the arm (a one-time filter) unless every source it reads has changes.
+// PostgreSQL skips the arm (a one-time filter) unless the sources it depends on have changes.
 import type { QueryOp } from '../analyze.js';
 import { and, clone, expr, type Node, resTarget, type SelectStmt } from '../ast.js';
 import { UnsupportedConstruct } from '../errors.js';
-import { changedFlag, type Sources } from './sources.js';
+import { type Guard, guardSql } from './guard.js';
+import type { Sources } from './sources.js';
 import { fromListSide, type Variant } from './variants.js';
 
 export interface Arm {
   stmt: SelectStmt;
-  sources: number[];
+  guard: Guard;
 }
 
 /** Builds the target list of one arm from its block and the block's own targets. */
@@ -43,13 +44,8 @@ function arm(stmt: SelectStmt, variant: Variant<Node[]>, targets: Targets): Arm 
       ...block,
       fromClause: variant.node,
       targetList: [...targets(stmt, block.targetList ?? []), resTarget(expr(weight), '__pgt_w')],
-      whereClause: and([block.whereClause, guard(variant.sources)]),
+      whereClause: and([block.whereClause, expr(guardSql(variant.guard))]),
     },
-    sources: variant.sources,
+    guard: variant.guard,
   };
-}
-
-export function guard(sources: number[]): Node {
-  const flags = sources.map((i) => `__pgt_f.${changedFlag(i)}`).join(' AND ');
-  return expr(`(SELECT ${flags || 'true'} FROM __pgt_flags __pgt_f)`);
 }

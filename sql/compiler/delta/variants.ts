@@ -1,13 +1,16 @@
 // Delta rules for FROM items. A side is the item as it is now (`cur`) plus its delta variants:
 // the same item with some captured relations replaced by their weighted changes. Joining two
 // sides follows the bilinear rule Δ(A⋈B) = ΔA⋈B + A⋈ΔB − ΔA⋈ΔB, with A and B as they are now,
-// which is exact for multisets and needs no reconstruction of the previous state.
+// which is exact for multisets and needs no reconstruction of the previous state. Outer joins
+// add their antijoin part on top of it (outer-join.ts).
 import { ident } from '../../../shared/pg/quote.js';
+import { unreachable } from '../../../shared/unreachable.js';
 import type { FromItem } from '../analyze.js';
 import type { Node, SelectStmt } from '../ast.js';
-import { UnsupportedConstruct } from '../errors.js';
 import { type Arm, queryArms } from './arms.js';
+import { allOf, changed, type Guard } from './guard.js';
 import { outputNames } from './names.js';
+import { outerJoinSide } from './outer-join.js';
 import { deltaCte, type Sources } from './sources.js';
 
 export interface Variant<T> {
@@ -15,8 +18,8 @@ export interface Variant<T> {
   /** SQL expressions whose product, times sign, is the weight of a row of this variant. */
   factors: string[];
   sign: 1 | -1;
-  /** Sources whose changes this variant reads; it is empty unless all of them changed. */
-  sources: number[];
+  /** Which sources must have changes for this variant to have rows. */
+  guard: Guard;
 }
 
 export interface Side<T> {
@@ -31,7 +34,7 @@ export function combine<A, B, C>(a: Side<A>, b: Side<B>, make: (x: A, y: B) => C
         node: make(da.node, db.node),
         factors: [...da.factors, ...db.factors],
         sign: da.sign === db.sign ? -1 : 1,
-        sources: [...new Set([...da.sources, ...db.sources])].sort((x, y) => x - y),
+        guard: allOf([da.guard, db.guard]),
       }),
     ),
   );
@@ -56,26 +59,38 @@ export function fromItemSide(item: FromItem, sources: Sources): Side<Node> {
   switch (item.kind) {
     case 'scan': {
       const { index } = sources.use(item.relation);
+      const alias = (item.node as { RangeVar: { alias?: object } }).RangeVar.alias;
       const node: Node = {
         RangeVar: {
           relname: deltaCte(index),
           inh: true,
           relpersistence: 'p',
-          alias: { aliasname: item.alias },
+          // Column aliases (FROM t a(x, y)) rename the change rows' columns exactly as the table's.
+          alias: { ...alias, aliasname: item.alias },
         },
       };
       return {
         cur: item.node,
-        deltas: [{ node, factors: [`${ident(item.alias)}.__pgt_w`], sign: 1, sources: [index] }],
+        deltas: [{ node, factors: [`${ident(item.alias)}.__pgt_w`], sign: 1, guard: changed(index) }],
       };
     }
     case 'constant':
       return { cur: item.node, deltas: [] };
     case 'join': {
-      const join = (item.node as { JoinExpr: object }).JoinExpr;
-      return combine(fromItemSide(item.left, sources), fromItemSide(item.right, sources), (larg, rarg) => ({
-        JoinExpr: { ...join, larg, rarg },
-      }));
+      const left = fromItemSide(item.left, sources);
+      const right = fromItemSide(item.right, sources);
+      switch (item.type) {
+        case 'inner': {
+          const join = (item.node as { JoinExpr: object }).JoinExpr;
+          return combine(left, right, (larg, rarg) => ({ JoinExpr: { ...join, larg, rarg } }));
+        }
+        case 'left':
+        case 'right':
+        case 'full':
+          return outerJoinSide({ ...item, type: item.type }, left, right);
+        default:
+          return unreachable(item.type);
+      }
     }
     case 'subquery': {
       const sub = (item.node as { RangeSubselect: { alias?: object } }).RangeSubselect;
@@ -89,14 +104,12 @@ export function fromItemSide(item: FromItem, sources: Sources): Side<Node> {
           node: { RangeSubselect: { ...sub, subquery: { SelectStmt: arm.stmt } } },
           factors: [`${ident(item.alias)}.__pgt_w`],
           sign: 1,
-          sources: arm.sources,
+          guard: arm.guard,
         })),
       };
     }
-    default: {
-      const exhaustive: never = item;
-      throw new UnsupportedConstruct(String(exhaustive));
-    }
+    default:
+      return unreachable(item);
   }
 }
 
