@@ -627,6 +627,7 @@ DECLARE
   r record;
   v_start timestamptz := clock_timestamp();
   v_role text := current_setting('role');
+  v_jit text := current_setting('jit');
   v_action text;
   v_deleted bigint;
   v_inserted bigint;
@@ -648,6 +649,8 @@ BEGIN
   IF r.owner_name <> current_user THEN
     PERFORM set_config('role', r.owner_name, true);
   END IF;
+  -- Delta statements are large but touch few rows: JIT compiling them can cost more than running them.
+  PERFORM set_config('jit', 'off', true);
 
   IF r.delta_sql IS NOT NULL AND r.refresh_mode <> 'FULL' AND NOT r.needs_reinit AND r.frontier IS NOT NULL
      AND NOT pgtrickle._too_many_changes(p_id, r.frontier) THEN
@@ -672,6 +675,7 @@ BEGIN
   END IF;
 
   PERFORM set_config('role', v_role, true);
+  PERFORM set_config('jit', v_jit, true);
   RETURN pgtrickle._refresh_end(p_id, v_snapshot, v_action, v_inserted, v_deleted, p_initiated_by, v_start, v_consumed);
 END
 $fn$;
