@@ -1,21 +1,8 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { loadParser } from '../../sql/compiler/ast.js';
 import { allOf, anyOf, changed, flagsSql } from '../../sql/compiler/delta/guard.js';
-import { UnsupportedConstruct } from '../../sql/compiler/errors.js';
-import type { CompileFacts, RelationFacts } from '../../sql/compiler/facts.js';
-import { compileLoaded } from '../../sql/compiler/plan.js';
-
-function table(relid: number, name: string, columns: [string, string][], key?: string[]): RelationFacts {
-  return {
-    relid,
-    schema: 'public',
-    name,
-    kind: 'table',
-    buffer: `changes_${relid}`,
-    columns: columns.map(([n, type], i) => ({ name: n, attnum: i + 1, type, captured: true })),
-    ...(key ? { key } : {}),
-  };
-}
+import type { CompileFacts } from '../../sql/compiler/facts.js';
+import { compile, refusal, table } from '../support/compiler.js';
 
 const orders = table(
   100,
@@ -50,16 +37,6 @@ function facts(definingQuery: string, outputs: string[]): CompileFacts {
   };
 }
 
-const compile = (f: CompileFacts) => compileLoaded(f, { schema: 'public', name: 'st' });
-const refusal = (f: CompileFacts) => {
-  try {
-    compile(f);
-  } catch (err) {
-    if (err instanceof UnsupportedConstruct) return err.construct;
-    throw err;
-  }
-  return undefined;
-};
 const join = (type: string) =>
   facts(`SELECT o.id, c.region FROM (public.orders o ${type} JOIN public.customers c ON ((o.cid = c.id)))`, [
     'id',

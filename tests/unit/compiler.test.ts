@@ -1,19 +1,7 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { loadParser } from '../../sql/compiler/ast.js';
-import { UnsupportedConstruct } from '../../sql/compiler/errors.js';
 import type { CompileFacts, RelationFacts } from '../../sql/compiler/facts.js';
-import { compileLoaded } from '../../sql/compiler/plan.js';
-
-function table(relid: number, name: string, columns: [string, string][]): RelationFacts {
-  return {
-    relid,
-    schema: 'public',
-    name,
-    kind: 'table',
-    buffer: `changes_${relid}`,
-    columns: columns.map(([n, type], i) => ({ name: n, attnum: i + 1, type, captured: true })),
-  };
-}
+import { compile, refusal, table } from '../support/compiler.js';
 
 const orders = table(100, 'orders', [
   ['id', 'integer'],
@@ -36,18 +24,6 @@ function facts(definingQuery: string, outputs: string[], extra: Partial<CompileF
     ...extra,
   };
 }
-
-const storage = { schema: 'public', name: 'st' };
-const compile = (f: CompileFacts) => compileLoaded(f, storage);
-const refusal = (f: CompileFacts) => {
-  try {
-    compile(f);
-  } catch (err) {
-    if (err instanceof UnsupportedConstruct) return err.construct;
-    throw err;
-  }
-  return undefined;
-};
 
 describe('compiler', () => {
   beforeAll(loadParser);
