@@ -3,7 +3,9 @@ import { Command, CommanderError } from 'commander';
 import pg from 'pg';
 import { databaseUrl } from '../shared/config.js';
 import { PgTrickleError } from '../shared/errors/index.js';
+import { createLogger } from '../shared/logger.js';
 import { migrate } from '../sql/migrate.js';
+import { RefreshNode } from './node/index.js';
 
 interface Output {
   json: boolean;
@@ -45,6 +47,62 @@ async function runMigrate(opts: { databaseUrl?: string; json?: boolean }): Promi
   }
 }
 
+interface NodeFlags {
+  databaseUrl?: string;
+  natsUrl?: string;
+  nodeId?: string;
+  leaseTtl?: string;
+  tick?: string;
+  poolSize?: string;
+}
+
+function positiveInt(flag: string, value: string | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  const n = Number(value);
+  if (!Number.isSafeInteger(n) || n <= 0) {
+    throw new PgTrickleError('CONFIG_INVALID', `${flag} must be a positive integer, got ${value}`);
+  }
+  return n;
+}
+
+// Runs until SIGTERM or SIGINT, then hands its stream tables over before it exits.
+async function runNode(opts: NodeFlags): Promise<void> {
+  const natsUrls = (
+    opts.natsUrl ??
+    process.env.PGTRICKLE_NATS_URL ??
+    process.env.NATS_URL ??
+    'nats://127.0.0.1:4222'
+  )
+    .split(',')
+    .map((u) => u.trim())
+    .filter(Boolean);
+  const node = new RefreshNode({
+    databaseUrl: databaseUrl(opts.databaseUrl),
+    natsUrls,
+    logger: createLogger(),
+    nodeId: opts.nodeId,
+    leaseTtlMs: positiveInt('--lease-ttl', opts.leaseTtl),
+    tickMs: positiveInt('--tick', opts.tick),
+    poolSize: positiveInt('--pool-size', opts.poolSize),
+  });
+  const stopped = new Promise<void>((resolve) => {
+    const onSignal = () => {
+      process.off('SIGTERM', onSignal);
+      process.off('SIGINT', onSignal);
+      void node.stop().finally(resolve);
+    };
+    process.on('SIGTERM', onSignal);
+    process.on('SIGINT', onSignal);
+  });
+  try {
+    await node.start();
+  } catch (err) {
+    await node.stop().catch(() => undefined);
+    throw err;
+  }
+  await stopped;
+}
+
 export function program(): Command {
   const cli = new Command('pgtrickle')
     .description('Stream tables for any PostgreSQL, kept fresh by a cluster of refresh nodes')
@@ -57,6 +115,19 @@ export function program(): Command {
     .option('--database-url <url>', 'PostgreSQL connection URL (default: $PGTRICKLE_DATABASE_URL)')
     .option('--json', 'print one JSON object instead of text')
     .action(runMigrate);
+  cli
+    .command('node')
+    .description('run a refresh node: joins the cluster and keeps stream tables fresh until SIGTERM')
+    .option('--database-url <url>', 'PostgreSQL connection URL (default: $PGTRICKLE_DATABASE_URL)')
+    .option(
+      '--nats-url <urls>',
+      'NATS server URLs, comma-separated (default: $PGTRICKLE_NATS_URL, $NATS_URL)',
+    )
+    .option('--node-id <id>', 'name of this node in the cluster (default: host-pid-random)')
+    .option('--lease-ttl <ms>', 'a lease not renewed for this long moves to another node (default: 10000)')
+    .option('--tick <ms>', 'scheduler tick (default: 100)')
+    .option('--pool-size <n>', 'database connections for refreshes (default: 8)')
+    .action(runNode);
   return cli;
 }
 

@@ -79,6 +79,12 @@ export type RefreshResult =
       readonly rowsInserted: number;
       readonly rowsDeleted: number;
       readonly durationMs: number;
+      /** pgt_refresh_history.refresh_id, for events that name the refresh */
+      readonly refreshId?: string;
+      /** the frontier the refresh committed, as pg_snapshot text */
+      readonly frontier?: string;
+      /** null when a full recompute did not count them */
+      readonly changesConsumed?: number | null;
     }
   | { readonly action: 'SKIPPED' };
 

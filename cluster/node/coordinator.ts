@@ -1,0 +1,165 @@
+// The coordinator role, which every node runs and at most one holds at a time (a lease on the
+// KV key `coordinator`): places stream tables on live nodes, grants their leases with a new
+// fencing epoch from the catalog, and takes them back from nodes whose heartbeat stopped.
+// Leases decide who schedules, never what is correct (I3): a wrong decision costs a refresh
+// refused with PT001, not data.
+import type pg from 'pg';
+import type { Logger } from '../../shared/logger.js';
+import {
+  COORDINATOR_KEY,
+  isAlive,
+  isExpired,
+  type Lease,
+  type LeaseStore,
+  leaseKey,
+  type Member,
+} from '../nats/index.js';
+import { place } from './placement.js';
+
+export interface CoordinatorView {
+  /** catalog stream tables, upstream first */
+  readonly streamTables: readonly string[];
+  readonly members: ReadonlyMap<string, Member>;
+  readonly catalogLoaded: boolean;
+}
+
+export interface CoordinatorOptions {
+  readonly node: string;
+  readonly leaseStore: LeaseStore;
+  /** every stream-table lease, by pgt_id, kept current by the node's watch; grants go in at once */
+  readonly leases: Map<string, Lease>;
+  readonly pool: pg.Pool;
+  readonly log: Logger;
+  readonly leaseTtlMs: number;
+  /** no decision before this instant (epoch ms): the watches need a moment to fill the maps */
+  readonly notBefore: number;
+  readonly view: () => CoordinatorView;
+  /** healthy leases moved per round to even the load out */
+  readonly maxMoves?: number;
+  /** grants written at once */
+  readonly parallelGrants?: number;
+}
+
+export class Coordinator {
+  private leader: Lease | undefined;
+  private running: Promise<void> | undefined;
+  private poked: NodeJS.Timeout | undefined;
+  private resigned = false;
+
+  constructor(private readonly options: CoordinatorOptions) {}
+
+  isLeader(): boolean {
+    return this.leader !== undefined && !isExpired(this.leader, Date.now());
+  }
+
+  /** Something changed (a lease, a member, the catalog): a leader decides again soon. */
+  poke(): void {
+    if (!this.isLeader() || this.poked || this.resigned) return;
+    this.poked = setTimeout(() => {
+      this.poked = undefined;
+      void this.round().catch((err) => this.options.log.error({ err }, 'coordinator round failed'));
+    }, 20);
+  }
+
+  /** Election, then placement when this node leads; one round at a time. */
+  round(): Promise<void> {
+    if (this.running) return this.running;
+    this.running = this.roundOnce().finally(() => {
+      this.running = undefined;
+    });
+    return this.running;
+  }
+
+  /** Gives the role up so another node takes it at its next heartbeat. */
+  async resign(): Promise<void> {
+    this.resigned = true;
+    clearTimeout(this.poked);
+    await this.running?.catch(() => undefined);
+    const leader = this.leader;
+    this.leader = undefined;
+    if (leader) await this.options.leaseStore.remove(COORDINATOR_KEY, leader.revision).catch(() => false);
+  }
+
+  private async roundOnce(): Promise<void> {
+    const now = Date.now();
+    if (this.resigned || now < this.options.notBefore) return;
+    await this.elect(now);
+    if (this.isLeader()) await this.coordinate(now);
+  }
+
+  private async elect(now: number): Promise<void> {
+    const { leaseStore, node, leaseTtlMs, log } = this.options;
+    const current = await leaseStore.read(COORDINATOR_KEY);
+    const wasLeader = this.isLeader();
+    if (current !== undefined && current.holder !== node && !isExpired(current, now)) {
+      this.leader = undefined;
+    } else {
+      const epoch =
+        current === undefined || current.holder !== node ? (current?.epoch ?? 0) + 1 : current.epoch;
+      this.leader = await leaseStore.write(
+        COORDINATOR_KEY,
+        { holder: node, epoch, expiresAt: now + leaseTtlMs },
+        current?.revision ?? 0,
+      );
+    }
+    if (this.isLeader() !== wasLeader) {
+      log.info(
+        { term: this.leader?.epoch ?? current?.epoch },
+        this.isLeader() ? 'coordinator elected' : 'coordinator role lost',
+      );
+    }
+  }
+
+  private async coordinate(now: number): Promise<void> {
+    const { leases, leaseStore, leaseTtlMs, log, pool } = this.options;
+    const view = this.options.view();
+    if (!view.catalogLoaded) return;
+    const nodes = [...view.members.values()]
+      .filter((m) => isAlive(m, now))
+      .map((m) => m.node)
+      .sort();
+    const alive = new Set(nodes);
+    const holders = new Map<string, string>();
+    for (const [id, lease] of leases) {
+      if (!isExpired(lease, now) && alive.has(lease.holder)) holders.set(id, lease.holder);
+    }
+    const grants = place({
+      streamTables: view.streamTables,
+      nodes,
+      holders,
+      maxMoves: this.options.maxMoves ?? 2,
+    });
+    const parallel = this.options.parallelGrants ?? 16;
+    for (let i = 0; i < grants.length; i += parallel) {
+      await Promise.all(
+        grants.slice(i, i + parallel).map(async (grant) => {
+          // The epoch first: once it is in the catalog, the previous holder cannot commit (I3).
+          const { rows } = await pool.query<{ epoch: string | null }>(
+            'SELECT pgtrickle._grant_epoch($1)::text AS epoch',
+            [grant.id],
+          );
+          const epoch = rows[0]?.epoch;
+          if (epoch === null || epoch === undefined) return;
+          const previous = leases.get(grant.id);
+          const lease = await leaseStore.write(
+            leaseKey(grant.id),
+            { holder: grant.to, epoch: Number(epoch), expiresAt: Date.now() + leaseTtlMs },
+            previous?.revision ?? 0,
+          );
+          if (lease === undefined) {
+            log.debug({ st: grant.id }, 'lease grant lost the race; next round retries');
+            return;
+          }
+          const seen = leases.get(grant.id);
+          if (seen === undefined || seen.revision < lease.revision) leases.set(grant.id, lease);
+          log.info({ st: grant.id, to: grant.to, from: grant.from, epoch: lease.epoch }, 'lease granted');
+        }),
+      );
+    }
+    // Leases of dropped stream tables.
+    const inCatalog = new Set(view.streamTables);
+    for (const [id, lease] of leases) {
+      if (!inCatalog.has(id)) await leaseStore.remove(leaseKey(id), lease.revision).catch(() => false);
+    }
+  }
+}

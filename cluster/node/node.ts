@@ -1,0 +1,601 @@
+// The node process: joins the cluster over NATS, runs one stream-table actor per lease it holds,
+// ticks them from a queue by due time, publishes their events, and takes part in coordination
+// (coordinator.ts). Everything durable is in PostgreSQL; a node can die at any instant (I4).
+
+import { randomBytes } from 'node:crypto';
+import { hostname } from 'node:os';
+import type { KV } from '@nats-io/kv';
+import { connect, type NatsConnection } from '@nats-io/transport-node';
+import pg from 'pg';
+import { type Actor, createActor } from 'xstate';
+import { dueAt, type StreamTableInput, streamTableMachine } from '../../actors/stream-table/index.js';
+import { PgTrickleError } from '../../shared/errors/index.js';
+import type { Logger } from '../../shared/logger.js';
+import { parseSchedule } from '../../shared/schedule/index.js';
+import { migrate } from '../../sql/migrate.js';
+import { buildDag, type Dag, scheduleOf } from '../dag/index.js';
+import {
+  type ActorStatus,
+  bucketName,
+  type ClusterEvent,
+  type EventBus,
+  isExpired,
+  type Lease,
+  type LeaseStore,
+  leaseKey,
+  type Member,
+  type Membership,
+  NatsEventBus,
+  NatsLeaseStore,
+  NatsMembership,
+  nodeId,
+  openBucket,
+} from '../nats/index.js';
+import { pendingChanges, readStreamTable, readStreamTables, type StreamTableRow } from './catalog.js';
+import { Coordinator } from './coordinator.js';
+import { DueQueue } from './due-queue.js';
+import { refreshActors } from './refresh.js';
+
+export interface NodeOptions {
+  readonly databaseUrl: string;
+  readonly natsUrls: readonly string[];
+  readonly logger: Logger;
+  readonly nodeId?: string;
+  /** a lease not renewed for this long is given to another node */
+  readonly leaseTtlMs?: number;
+  /** membership heartbeats, lease renewals and coordinator rounds */
+  readonly heartbeatMs?: number;
+  /** scheduler tick: due stream tables are checked for changes and sent DUE */
+  readonly tickMs?: number;
+  /** connections for refreshes: at most this many run at once */
+  readonly poolSize?: number;
+  /** catalog reread even without pg_trickle_catalog notifications, which a lost LISTEN misses */
+  readonly catalogRefreshMs?: number;
+  /** wait between checks while the server is a hot standby */
+  readonly recoveryPollMs?: number;
+}
+
+const DEFAULTS = {
+  leaseTtlMs: 10_000,
+  tickMs: 100,
+  poolSize: 8,
+  catalogRefreshMs: 10_000,
+  recoveryPollMs: 5_000,
+};
+
+type StreamTableActor = Actor<typeof streamTableMachine>;
+
+interface Held {
+  readonly id: string;
+  readonly actor: StreamTableActor;
+  lease: Lease;
+  row: StreamTableRow;
+  status: ActorStatus | null;
+  /** set when this node let the table go itself (handover, drop), not fenced out */
+  leaving: boolean;
+}
+
+function actorStatus(state: string): ActorStatus {
+  switch (state) {
+    case 'backoff':
+      return 'BACKOFF';
+    case 'suspended':
+      return 'SUSPENDED';
+    case 'released':
+    case 'stopped':
+      return 'RELEASED';
+    default:
+      return 'SCHEDULED';
+  }
+}
+
+function errorFacts(error: unknown): { code: string | null; message: string } {
+  const code = (error as { code?: unknown } | null)?.code;
+  return {
+    code: typeof code === 'string' ? code : null,
+    message: error instanceof Error ? error.message : String(error),
+  };
+}
+
+export class RefreshNode {
+  readonly id: string;
+  readonly leaseTtlMs: number;
+  readonly heartbeatMs: number;
+  private readonly tickMs: number;
+  private readonly log: Logger;
+  private readonly startedAt = Date.now();
+  private pool: pg.Pool | undefined;
+  private listener: pg.Client | undefined;
+  private nc: NatsConnection | undefined;
+  private kv: KV | undefined;
+  private leaseStore: LeaseStore | undefined;
+  private membership: Membership | undefined;
+  private events: EventBus | undefined;
+  private coordinator: Coordinator | undefined;
+  private db = '';
+  private readonly held = new Map<string, Held>();
+  /** every lease in the bucket, kept by the watch */
+  readonly leases = new Map<string, Lease>();
+  readonly members = new Map<string, Member>();
+  private catalog = new Map<string, StreamTableRow>();
+  private dag: Dag | undefined;
+  private readonly queue = new DueQueue();
+  private readonly timers: NodeJS.Timeout[] = [];
+  private readonly stops: (() => void)[] = [];
+  private readonly inFlight = new Set<Promise<unknown>>();
+  private reconciling: Promise<void> = Promise.resolve();
+  private reconcileAgain = false;
+  private catalogLoading: Promise<void> | undefined;
+  private ticking = false;
+  private stopping = false;
+  private draining = false;
+
+  constructor(private readonly options: NodeOptions) {
+    this.id = options.nodeId ?? nodeId(hostname(), process.pid, randomBytes(3).toString('hex'));
+    // The id is a KV key token and a history column: letters, digits, '-' and '_' only.
+    if (!/^[A-Za-z0-9_-]+$/.test(this.id)) {
+      throw new PgTrickleError('CONFIG_INVALID', `node id ${JSON.stringify(this.id)} is not [A-Za-z0-9_-]+`);
+    }
+    this.leaseTtlMs = options.leaseTtlMs ?? DEFAULTS.leaseTtlMs;
+    this.heartbeatMs = options.heartbeatMs ?? Math.max(50, Math.floor(this.leaseTtlMs / 3));
+    this.tickMs = options.tickMs ?? DEFAULTS.tickMs;
+    this.log = options.logger.child({ node: this.id });
+  }
+
+  /** Waits out recovery mode, migrates, joins NATS and starts working. */
+  async start(): Promise<void> {
+    const pool = new pg.Pool({
+      connectionString: this.options.databaseUrl,
+      max: this.options.poolSize ?? DEFAULTS.poolSize,
+      application_name: `pgtrickle node ${this.id}`,
+    });
+    // An idle client's error (server restart) must not kill the process: the next query reconnects.
+    pool.on('error', (err) => this.log.warn({ err }, 'database connection lost'));
+    this.pool = pool;
+    await this.waitForPrimary(pool);
+    if (this.stopping) return;
+    const client = await pool.connect();
+    try {
+      const result = await migrate(client, {
+        onApplied: (m) => this.log.info({ version: m.version }, 'applied migration'),
+      });
+      this.db = (await client.query<{ db: string }>('SELECT current_database() AS db')).rows[0]?.db ?? '';
+      this.log.info({ version: result.version, db: this.db }, 'catalog ready');
+    } finally {
+      client.release();
+    }
+
+    this.nc = await connect({ servers: [...this.options.natsUrls], name: `pgtrickle ${this.id}` });
+    this.kv = await openBucket(this.nc, bucketName(this.db), {
+      maxAgeMs: Math.max(60_000, 10 * this.leaseTtlMs),
+    });
+    this.leaseStore = new NatsLeaseStore(this.kv);
+    this.membership = new NatsMembership(this.kv);
+    this.events = new NatsEventBus(this.nc);
+
+    await this.loadCatalog();
+    await this.listen();
+    await this.heartbeat();
+    this.stops.push(
+      await this.membership.watch((node, member) => {
+        if (member === undefined) this.members.delete(node);
+        else this.members.set(node, member);
+        this.coordinator?.poke();
+      }),
+    );
+    this.stops.push(
+      await this.leaseStore.watch(leaseKey('>'), (key, lease) => {
+        const id = key.slice(leaseKey('').length);
+        if (lease === undefined) this.leases.delete(id);
+        else this.leases.set(id, lease);
+        this.coordinator?.poke();
+        this.reconcile();
+      }),
+    );
+    this.coordinator = new Coordinator({
+      node: this.id,
+      leaseStore: this.leaseStore,
+      leases: this.leases,
+      pool,
+      log: this.log,
+      leaseTtlMs: this.leaseTtlMs,
+      // The watches deliver what the bucket holds shortly after they start; a coordinator that
+      // decided before would take every lease for missing and regrant it.
+      notBefore: Date.now() + this.heartbeatMs,
+      view: () => ({
+        streamTables: this.dag?.order ?? [],
+        members: this.members,
+        catalogLoaded: this.dag !== undefined,
+      }),
+    });
+    this.every(this.heartbeatMs, () => this.heartbeat());
+    this.every(this.options.catalogRefreshMs ?? DEFAULTS.catalogRefreshMs, () => this.loadCatalog());
+    this.scheduleTick();
+    this.log.info({ leaseTtlMs: this.leaseTtlMs, heartbeatMs: this.heartbeatMs }, 'pgtrickle node started');
+  }
+
+  /** Hands every stream table over at once and leaves the cluster (SIGTERM). */
+  async stop(): Promise<void> {
+    if (this.stopping) return;
+    this.stopping = true;
+    this.draining = true;
+    for (const t of this.timers) clearInterval(t);
+    this.log.info({ held: this.held.size }, 'pgtrickle node stopping: handing stream tables over');
+    try {
+      await this.coordinator?.resign();
+      // Draining first: a coordinator elsewhere stops placing tables here and regrants ours.
+      await this.heartbeat().catch(() => undefined);
+      for (const held of this.held.values()) {
+        held.leaving = true;
+        held.actor.send({ type: 'STOP' });
+      }
+      // A refresh under way commits or rolls back on its own; waiting lets it finish cleanly.
+      await Promise.race([Promise.allSettled([...this.inFlight]), sleep(this.leaseTtlMs)]);
+      await Promise.all(
+        [...this.held.values()].map((h) =>
+          this.leaseStore?.remove(leaseKey(h.id), this.leases.get(h.id)?.revision ?? h.lease.revision),
+        ),
+      ).catch((err) => this.log.warn({ err }, 'could not release every lease'));
+      this.held.clear();
+      await this.membership?.leave(this.id).catch(() => undefined);
+    } finally {
+      for (const stop of this.stops) stop();
+      await this.nc?.drain().catch(() => undefined);
+      await this.listener?.end().catch(() => undefined);
+      await this.pool?.end().catch(() => undefined);
+      this.log.info('pgtrickle node stopped');
+    }
+  }
+
+  /** Stream tables this node runs now, by id: for tests and status. */
+  heldIds(): string[] {
+    return [...this.held.keys()];
+  }
+
+  isCoordinator(): boolean {
+    return this.coordinator?.isLeader() ?? false;
+  }
+
+  private async waitForPrimary(pool: pg.Pool): Promise<void> {
+    for (;;) {
+      const { rows } = await pool.query<{ r: boolean }>('SELECT pg_is_in_recovery() AS r');
+      if (!rows[0]?.r || this.stopping) return;
+      this.log.warn('pgtrickle node skipped: server is in recovery mode');
+      await sleep(this.options.recoveryPollMs ?? DEFAULTS.recoveryPollMs);
+    }
+  }
+
+  private every(ms: number, fn: () => Promise<void>): void {
+    let busy = false;
+    this.timers.push(
+      setInterval(() => {
+        if (busy || this.stopping) return;
+        busy = true;
+        fn()
+          .catch((err) => this.log.error({ err }, 'background work failed'))
+          .finally(() => {
+            busy = false;
+          });
+      }, ms),
+    );
+  }
+
+  private async heartbeat(): Promise<void> {
+    const now = Date.now();
+    await this.membership?.heartbeat({
+      node: this.id,
+      host: hostname(),
+      pid: process.pid,
+      startedAt: this.startedAt,
+      expiresAt: now + this.leaseTtlMs,
+      draining: this.draining,
+    });
+    if (this.stopping) return;
+    await this.renewLeases(now);
+    await this.coordinator?.round();
+  }
+
+  // A lease is renewed when half its time is gone; a lost compare-and-set means the coordinator
+  // regranted it, and the watch brings the new holder.
+  private async renewLeases(now: number): Promise<void> {
+    const store = this.leaseStore;
+    if (!store) return;
+    await Promise.all(
+      [...this.held.values()].map(async (held) => {
+        const current = this.leases.get(held.id) ?? held.lease;
+        if (current.holder !== this.id || current.epoch !== held.lease.epoch) return;
+        if (current.expiresAt - now > this.leaseTtlMs / 2) return;
+        const renewed = await store.write(
+          leaseKey(held.id),
+          { holder: this.id, epoch: current.epoch, expiresAt: now + this.leaseTtlMs },
+          current.revision,
+        );
+        if (renewed === undefined) {
+          this.log.warn({ st: held.row.qualifiedName, epoch: current.epoch }, 'lease renewal lost the race');
+          return;
+        }
+        held.lease = renewed;
+        const seen = this.leases.get(held.id);
+        if (seen === undefined || seen.revision < renewed.revision) this.leases.set(held.id, renewed);
+      }),
+    );
+  }
+
+  private async loadCatalog(): Promise<void> {
+    if (this.catalogLoading) return this.catalogLoading;
+    this.catalogLoading = (async () => {
+      const pool = this.pool;
+      if (!pool) return;
+      const rows = await readStreamTables(pool);
+      const now = Date.now();
+      const nodes = rows.map((r) => ({ id: r.id, sources: r.sources, schedule: parseSchedule(r.schedule) }));
+      let dag: Dag;
+      try {
+        dag = buildDag(nodes, { now });
+      } catch (err) {
+        // The SQL API refuses cycles; a catalog that has one anyway keeps the last good DAG.
+        this.log.error({ err }, 'catalog DAG rejected');
+        return;
+      }
+      const previous = this.catalog;
+      this.catalog = new Map(rows.map((r) => [r.id, r]));
+      this.dag = dag;
+      for (const held of this.held.values()) {
+        const row = this.catalog.get(held.id);
+        if (row === undefined) {
+          held.leaving = true;
+          held.actor.send({ type: 'STOP' });
+          continue;
+        }
+        const before = previous.get(held.id);
+        held.row = row;
+        if (
+          before?.schedule !== row.schedule ||
+          before?.status !== row.status ||
+          before?.needsReinit !== row.needsReinit
+        ) {
+          held.actor.send({ type: 'CATALOG_CHANGED', facts: this.facts(row) });
+        }
+      }
+      this.coordinator?.poke();
+    })().finally(() => {
+      this.catalogLoading = undefined;
+    });
+    return this.catalogLoading;
+  }
+
+  private facts(row: StreamTableRow) {
+    return {
+      name: row.qualifiedName,
+      schedule: this.dag?.schedules.has(row.id)
+        ? scheduleOf(this.dag, row.id)
+        : { kind: 'interval' as const, ms: 60_000 },
+      status: row.status,
+      needsReinit: row.needsReinit,
+    };
+  }
+
+  // LISTEN needs a session of its own (not behind PgBouncer in transaction mode).
+  private async listen(): Promise<void> {
+    const client = new pg.Client({
+      connectionString: this.options.databaseUrl,
+      application_name: `pgtrickle node ${this.id} listener`,
+    });
+    client.on('error', (err) => this.log.warn({ err }, 'notification connection lost'));
+    client.on('notification', (msg) => {
+      if (msg.channel === 'pg_trickle_catalog') {
+        void this.loadCatalog().catch((err) => this.log.error({ err }, 'catalog reload failed'));
+        return;
+      }
+      if (msg.channel !== 'pg_trickle_refresh' || !msg.payload || !this.dag) return;
+      let id: string;
+      try {
+        id = String((JSON.parse(msg.payload) as { pgt_id: number }).pgt_id);
+      } catch {
+        return;
+      }
+      for (const reader of this.dag.readers.get(id) ?? []) {
+        this.held.get(reader)?.actor.send({ type: 'UPSTREAM_REFRESHED' });
+      }
+    });
+    await client.connect();
+    await client.query('LISTEN pg_trickle_catalog');
+    await client.query('LISTEN pg_trickle_refresh');
+    this.listener = client;
+  }
+
+  /** Brings the actors in line with the leases held by this node; runs one at a time. */
+  private reconcile(): void {
+    if (this.stopping) return;
+    this.reconcileAgain = true;
+    this.reconciling = this.reconciling.then(async () => {
+      if (!this.reconcileAgain || this.stopping) return;
+      this.reconcileAgain = false;
+      try {
+        await this.reconcileOnce();
+      } catch (err) {
+        this.log.error({ err }, 'lease reconciliation failed');
+      }
+    });
+  }
+
+  private async reconcileOnce(): Promise<void> {
+    const now = Date.now();
+    for (const held of [...this.held.values()]) {
+      const lease = this.leases.get(held.id);
+      if (lease === undefined || lease.holder !== this.id || lease.epoch !== held.lease.epoch) {
+        this.log.info({ st: held.row.qualifiedName, epoch: held.lease.epoch }, 'lease lost');
+        held.actor.send({ type: 'LEASE_LOST' });
+      }
+    }
+    const pool = this.pool;
+    if (!pool || this.draining) return;
+    for (const lease of this.leases.values()) {
+      const id = lease.key.slice(leaseKey('').length);
+      if (lease.holder !== this.id || isExpired(lease, now) || this.held.has(id)) continue;
+      const row = await readStreamTable(pool, id);
+      if (row === undefined || this.stopping) continue;
+      if (row.epoch !== lease.epoch) {
+        // The catalog moved on (a newer grant is on its way, or this one lost its race).
+        continue;
+      }
+      this.take(row, lease);
+    }
+  }
+
+  private take(row: StreamTableRow, lease: Lease): void {
+    const pool = this.pool as pg.Pool;
+    const machine = streamTableMachine.provide({
+      actors: refreshActors(pool, this.id, (work) => {
+        this.inFlight.add(work);
+        void work.finally(() => this.inFlight.delete(work)).catch(() => undefined);
+        return work;
+      }),
+    });
+    const input: StreamTableInput = {
+      ...this.facts(row),
+      id: row.id,
+      epoch: lease.epoch,
+      populated: row.populated,
+      lastRefreshAt: row.lastRefreshAt,
+      consecutiveFailures: row.consecutiveErrors,
+      now: Date.now,
+    };
+    const actor = createActor(machine, { input });
+    const held: Held = { id: row.id, actor, lease, row, status: null, leaving: false };
+    this.held.set(row.id, held);
+    actor.on('refreshed', (e) => {
+      if (e.result.action === 'SKIPPED') return;
+      this.publish({
+        ...this.eventBase(held),
+        type: 'refreshed',
+        action: e.result.action,
+        refresh_id: e.result.refreshId ?? '',
+        rows_inserted: e.result.rowsInserted,
+        rows_deleted: e.result.rowsDeleted,
+        changes_consumed: e.result.changesConsumed ?? null,
+        duration_ms: e.result.durationMs,
+        frontier: e.result.frontier ?? '',
+      });
+    });
+    actor.on('failed', (e) => {
+      const error = errorFacts(e.error);
+      this.log.warn(
+        { st: held.row.qualifiedName, epoch: held.lease.epoch, work: e.work, err: error },
+        'refresh failed',
+      );
+      this.publish({
+        ...this.eventBase(held),
+        type: 'failed',
+        work: e.work,
+        error,
+        consecutive_failures: e.consecutiveFailures,
+      });
+      const action =
+        e.work === 'reinit'
+          ? 'REINITIALIZE'
+          : held.row.effectiveMode === 'DIFFERENTIAL'
+            ? 'DIFFERENTIAL'
+            : 'FULL';
+      void pool
+        .query('SELECT pgtrickle._record_failure($1, $2, $3, $4, $5, $6)', [
+          held.id,
+          held.lease.epoch,
+          this.id,
+          action,
+          error.message,
+          new Date(held.actor.getSnapshot().context.startedAt ?? Date.now()),
+        ])
+        .catch((err) => this.log.warn({ err }, 'could not record the failure'));
+    });
+    actor.subscribe((snapshot) => {
+      const state = String(snapshot.value);
+      const status = actorStatus(state);
+      if (status !== held.status) {
+        this.publish({ ...this.eventBase(held), type: 'status', status, previous: held.status });
+        held.status = status;
+      }
+      if (snapshot.status === 'done') {
+        this.release(held, state);
+        return;
+      }
+      if (state === 'idle') this.queue.schedule(held.id, dueAt(snapshot.context, Date.now()));
+    });
+    this.log.info({ st: row.qualifiedName, epoch: lease.epoch }, 'stream table taken');
+    actor.start();
+  }
+
+  private release(held: Held, state: string): void {
+    this.queue.remove(held.id);
+    if (this.held.get(held.id) === held) this.held.delete(held.id);
+    if (held.leaving || this.stopping) return;
+    // Fenced out (PT001) or told the lease moved: if the lease still names this node, it gives
+    // it up so the coordinator regrants at once instead of after the TTL.
+    this.log.info({ st: held.row.qualifiedName, epoch: held.lease.epoch, state }, 'stream table given up');
+    const lease = this.leases.get(held.id);
+    if (lease !== undefined && lease.holder === this.id && lease.epoch === held.lease.epoch) {
+      void this.leaseStore?.remove(leaseKey(held.id), lease.revision).catch(() => undefined);
+    }
+    // A newer lease for this node may be waiting behind the one just given up.
+    this.reconcile();
+  }
+
+  private eventBase(held: Held) {
+    return {
+      v: 1 as const,
+      db: this.db,
+      schema: held.row.schema,
+      name: held.row.name,
+      pgt_id: held.id,
+      node: this.id,
+      epoch: held.lease.epoch,
+      at: Date.now(),
+    };
+  }
+
+  private publish(event: ClusterEvent): void {
+    try {
+      this.events?.publish(event);
+    } catch (err) {
+      this.log.warn({ err, st: `${event.schema}.${event.name}` }, 'could not publish an event');
+    }
+  }
+
+  private scheduleTick(): void {
+    const timer = setTimeout(() => {
+      void this.tick()
+        .catch((err) => this.log.error({ err }, 'scheduler tick failed'))
+        .finally(() => {
+          if (!this.stopping) this.scheduleTick();
+        });
+    }, this.tickMs);
+    this.timers.push(timer);
+  }
+
+  // Work proportional to what is due: the queue hands out the due ids, one query tells which of
+  // them have changes, and only those actors hear about it.
+  private async tick(): Promise<void> {
+    if (this.ticking || this.stopping || !this.pool) return;
+    this.ticking = true;
+    try {
+      const due = this.queue.popDue(Date.now()).filter((id) => this.held.has(id));
+      if (due.length === 0) return;
+      const pending = await pendingChanges(this.pool, due);
+      for (const id of due) {
+        const held = this.held.get(id);
+        if (!held) continue;
+        if (pending.has(id)) held.actor.send({ type: 'CHANGES_PENDING' });
+        held.actor.send({ type: 'DUE' });
+        // Still idle: nothing to read yet, so it is checked again next tick.
+        const snapshot = held.actor.getSnapshot();
+        if (snapshot.value === 'idle') this.queue.schedule(id, dueAt(snapshot.context, Date.now()));
+      }
+    } finally {
+      this.ticking = false;
+    }
+  }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}

@@ -1,0 +1,59 @@
+// Where stream tables run: a pure decision of the coordinator from the catalog's stream tables,
+// the live nodes and the current leases. Orphans (no lease, an expired one, or a holder that is
+// dead or draining) go to the least-loaded live node; then a few moves even the load out.
+
+export interface PlacementInput {
+  /** every stream table in the catalog, upstream first (the DAG's order) */
+  readonly streamTables: readonly string[];
+  /** live node ids, not draining */
+  readonly nodes: readonly string[];
+  /** current valid holder of each stream table's lease (expired leases left out) */
+  readonly holders: ReadonlyMap<string, string>;
+  /** moves of healthy leases per round: each one costs the moved table a lease handover */
+  readonly maxMoves: number;
+}
+
+export interface Grant {
+  readonly id: string;
+  readonly to: string;
+  /** the node that held it, when this is a move */
+  readonly from: string | undefined;
+}
+
+export function place(input: PlacementInput): Grant[] {
+  const grants: Grant[] = [];
+  if (input.nodes.length === 0) return grants;
+  const load = new Map<string, string[]>(input.nodes.map((n) => [n, []]));
+  const orphans: string[] = [];
+  for (const id of input.streamTables) {
+    const holder = input.holders.get(id);
+    const mine = holder === undefined ? undefined : load.get(holder);
+    if (mine === undefined) orphans.push(id);
+    else mine.push(id);
+  }
+  // A small number of nodes: finding the least loaded by a scan over nodes is O(nodes).
+  const lightest = (): [string, string[]] => {
+    let best: [string, string[]] | undefined;
+    for (const entry of load) if (best === undefined || entry[1].length < best[1].length) best = entry;
+    return best as [string, string[]];
+  };
+  const heaviest = (): [string, string[]] => {
+    let best: [string, string[]] | undefined;
+    for (const entry of load) if (best === undefined || entry[1].length > best[1].length) best = entry;
+    return best as [string, string[]];
+  };
+  for (const id of orphans) {
+    const [node, list] = lightest();
+    list.push(id);
+    grants.push({ id, to: node, from: input.holders.get(id) });
+  }
+  for (let moves = 0; moves < input.maxMoves; moves++) {
+    const [from, heavy] = heaviest();
+    const [to, light] = lightest();
+    if (heavy.length - light.length <= 1) break;
+    const id = heavy.pop() as string;
+    light.push(id);
+    grants.push({ id, to, from });
+  }
+  return grants;
+}
