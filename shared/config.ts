@@ -10,3 +10,19 @@ export function databaseUrl(flag: string | undefined, env: NodeJS.ProcessEnv = p
   }
   return url;
 }
+
+/**
+ * Replicas of the cluster's KV bucket, used only when a node creates it: 3 on a 3-node NATS
+ * cluster keeps leases through the loss of one NATS server.
+ */
+export function kvReplicas(flag: number | undefined, env: NodeJS.ProcessEnv = process.env): number {
+  const raw = flag ?? env.PGTRICKLE_KV_REPLICAS;
+  if (raw === undefined || raw === '') return 1;
+  const n = Number(raw);
+  if (!Number.isSafeInteger(n) || n < 1 || n > 5) {
+    throw new PgTrickleError('CONFIG_INVALID', `KV replicas must be an integer from 1 to 5, got ${raw}`, {
+      hint: 'NATS JetStream allows 1 to 5 replicas; use the number of NATS servers, at most 5.',
+    });
+  }
+  return n;
+}

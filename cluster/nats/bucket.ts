@@ -11,11 +11,19 @@ export interface BucketOptions {
   readonly maxAgeMs: number;
   /** 3 on a 3-node NATS cluster */
   readonly replicas?: number;
+  /** how long to wait for a replicated bucket to elect its leader */
+  readonly readyTimeoutMs?: number;
 }
 
-/** Opens the bucket, creating it on first use. */
+/** Opens the bucket, creating it on first use, once it can take writes. */
 export async function openBucket(nc: NatsConnection, name: string, options: BucketOptions): Promise<KV> {
   const kvm = new Kvm(nc);
+  const kv = await openOrCreate(kvm, name, options);
+  await untilLed(kv, name, options.readyTimeoutMs ?? 15_000);
+  return kv;
+}
+
+async function openOrCreate(kvm: Kvm, name: string, options: BucketOptions): Promise<KV> {
   // open() binds without asking the server; status() is what finds out whether it exists. An
   // existing bucket keeps its settings, whichever node created it.
   const existing = await kvm.open(name);
@@ -27,4 +35,19 @@ export async function openBucket(nc: NatsConnection, name: string, options: Buck
   }
   // Two nodes starting at once both create it with the same settings; NATS accepts both.
   return kvm.create(name, { history: 1, ttl: options.maxAgeMs, replicas: options.replicas ?? 1 });
+}
+
+// A replicated stream answers status before its RAFT group has a leader, and until then a write
+// finds no responders: a node that heartbeats at once would fail to start.
+async function untilLed(kv: KV, name: string, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const { streamInfo } = await kv.status();
+    const cluster = streamInfo.cluster;
+    if (streamInfo.config.num_replicas <= 1 || cluster?.leader) return;
+    if (Date.now() > deadline) {
+      throw new Error(`KV bucket ${name} has no leader after ${timeoutMs} ms`);
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
 }

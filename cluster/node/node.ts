@@ -9,6 +9,7 @@ import { connect, type NatsConnection } from '@nats-io/transport-node';
 import pg from 'pg';
 import { type Actor, createActor } from 'xstate';
 import { dueAt, type StreamTableInput, streamTableMachine } from '../../actors/stream-table/index.js';
+import { kvReplicas } from '../../shared/config.js';
 import { PgTrickleError } from '../../shared/errors/index.js';
 import type { Logger } from '../../shared/logger.js';
 import { parseSchedule } from '../../shared/schedule/index.js';
@@ -53,6 +54,8 @@ export interface NodeOptions {
   readonly catalogRefreshMs?: number;
   /** wait between checks while the server is a hot standby */
   readonly recoveryPollMs?: number;
+  /** replicas of the KV bucket when this node creates it (default: $PGTRICKLE_KV_REPLICAS or 1) */
+  readonly kvReplicas?: number;
 }
 
 const DEFAULTS = {
@@ -168,6 +171,7 @@ export class RefreshNode {
     this.nc = await connect({ servers: [...this.options.natsUrls], name: `pgtrickle ${this.id}` });
     this.kv = await openBucket(this.nc, bucketName(this.db), {
       maxAgeMs: Math.max(60_000, 10 * this.leaseTtlMs),
+      replicas: kvReplicas(this.options.kvReplicas),
     });
     this.leaseStore = new NatsLeaseStore(this.kv);
     this.membership = new NatsMembership(this.kv);
