@@ -73,7 +73,7 @@ export function compileLoaded(facts: CompileFacts, storage: StorageFacts): Plan 
     hiddenColumns: root.hiddenColumns,
     indexColumns: root.indexColumns,
     fullSql: root.fullSql,
-    deltaSql: deltaStatement(used, root.arms, root.apply),
+    deltaSql: deltaStatement(sources, root.arms, root.apply),
     sources: used.map((s) => ({
       relid: s.relation.relid,
       schema: s.relation.schema,

@@ -50,9 +50,8 @@ describe('compiler: outer joins', () => {
     const plan = compile(join('LEFT'));
     expect(plan.strategy).toBe('multiset');
     const delta = plan.deltaSql;
-    expect(delta).toContain('FROM __pgt_d0 AS o JOIN public.customers AS c ON o.cid = c.id');
+    expect(delta).toContain('FROM __pgt_d0 AS o JOIN __pgt_o1 AS c ON o.cid = c.id');
     expect(delta).toContain('FROM public.orders AS o JOIN __pgt_d1 AS c ON o.cid = c.id');
-    expect(delta).toContain('FROM __pgt_d0 AS o JOIN __pgt_d1 AS c ON o.cid = c.id');
     expect(delta).toContain(
       '1 * __pgt_l_o.__pgt_w AS __pgt_w FROM ( SELECT __pgt_x.__pgt_c0, __pgt_x.__pgt_c1, __pgt_v.__pgt_w FROM',
     );
@@ -62,12 +61,29 @@ describe('compiler: outer joins', () => {
     expect(delta.match(/LEFT JOIN/g)).toHaveLength(1);
   });
 
-  it('runs the antijoin arm when either side changed, the inner arms only when all they read changed', () => {
+  it('runs the antijoin arm when either side changed, an inner arm only when the changes it reads exist', () => {
     const delta = compile(join('LEFT')).deltaSql;
     expect(delta).toContain(
       'ON false WHERE (SELECT __pgt_f.changed_0 OR __pgt_f.changed_1 FROM __pgt_flags AS __pgt_f)',
     );
-    expect(delta).toContain('(SELECT __pgt_f.changed_0 AND __pgt_f.changed_1 FROM __pgt_flags AS __pgt_f)');
+    expect(delta).toContain(
+      'AS c ON o.cid = c.id WHERE (SELECT __pgt_f.changed_0 FROM __pgt_flags AS __pgt_f)',
+    );
+    expect(delta).toContain(
+      'AS c ON o.cid = c.id WHERE (SELECT __pgt_f.changed_1 FROM __pgt_flags AS __pgt_f)',
+    );
+  });
+
+  it('joins a neighbour of an outer join to the outer join as it is now, since it has no old state', () => {
+    const plan = compile(
+      facts(
+        'SELECT o.id, c.region, l.item FROM (public.orders o LEFT JOIN public.customers c ON ((o.cid = c.id))), public.lines l WHERE l.oid = o.id',
+        ['id', 'region', 'item'],
+      ),
+    );
+    expect(plan.deltaSql).toContain('LEFT JOIN public.customers AS c ON o.cid = c.id, __pgt_d2 AS l');
+    expect(plan.deltaSql).toContain('JOIN __pgt_o1 AS c ON o.cid = c.id, __pgt_o2 AS l');
+    expect(plan.deltaSql).not.toContain('__pgt_o0');
   });
 
   it('weighs an affected row by its multiplicity now and before, times whether it had a match', () => {

@@ -84,7 +84,7 @@ describe('compiler', () => {
     expect(plan.strategy).toBe('multiset');
   });
 
-  it('expands a join of two relations into three arms, the last one subtracted', () => {
+  it('telescopes a join of two relations into two arms: the first change against the second as before', () => {
     const plan = compile(
       facts('SELECT o.id, c.region FROM public.orders o JOIN public.customers c ON o.cid = c.id', [
         'id',
@@ -96,15 +96,12 @@ describe('compiler', () => {
       plan.deltaSql.indexOf('__pgt_net AS ('),
     );
     const arms = delta.split(' UNION ALL ');
-    expect(arms).toHaveLength(3);
-    expect(arms[0]).toContain('1 * o.__pgt_w AS __pgt_w FROM __pgt_d0 AS o JOIN public.customers AS c');
+    expect(arms).toHaveLength(2);
+    expect(arms[0]).toContain('(1 * o.__pgt_w) * c.__pgt_w AS __pgt_w FROM __pgt_d0 AS o JOIN __pgt_o1 AS c');
     expect(arms[1]).toContain('1 * c.__pgt_w AS __pgt_w FROM public.orders AS o JOIN __pgt_d1 AS c');
-    expect(arms[2]).toContain(
-      '(-1 * o.__pgt_w) * c.__pgt_w AS __pgt_w FROM __pgt_d0 AS o JOIN __pgt_d1 AS c',
-    );
   });
 
-  it('guards every arm so that it runs only when all the sources it reads have changes', () => {
+  it('rebuilds a relation as it was from its rows now minus the changes consumed since', () => {
     const plan = compile(
       facts('SELECT o.id, c.region FROM public.orders o JOIN public.customers c ON o.cid = c.id', [
         'id',
@@ -112,7 +109,56 @@ describe('compiler', () => {
       ]),
     );
     expect(plan.deltaSql).toContain(
-      '(SELECT __pgt_f.changed_0 AND __pgt_f.changed_1 FROM __pgt_flags AS __pgt_f)',
+      `__pgt_o1 AS NOT MATERIALIZED (SELECT t."id", t."region", 1 AS __pgt_w FROM "public"."customers" t
+    UNION ALL SELECT * FROM (SELECT d."id", d."region", -d.__pgt_w AS __pgt_w
+      FROM __pgt_d1 d OFFSET 0) d)`,
+    );
+    expect(plan.deltaSql).not.toContain('__pgt_o0');
+  });
+
+  it('gives a join of n relations n arms', () => {
+    const lines = table(300, 'lines', [
+      ['oid', 'integer'],
+      ['item', 'text'],
+    ]);
+    const notes = table(400, 'notes', [
+      ['cid', 'integer'],
+      ['body', 'text'],
+    ]);
+    const plan = compile(
+      facts(
+        'SELECT o.id, c.region, l.item, n.body FROM public.orders o, public.customers c, public.lines l, public.notes n WHERE o.cid = c.id AND l.oid = o.id AND n.cid = c.id',
+        ['id', 'region', 'item', 'body'],
+        { relations: [orders, customers, lines, notes] },
+      ),
+    );
+    const delta = plan.deltaSql.slice(
+      plan.deltaSql.indexOf('__pgt_delta AS ('),
+      plan.deltaSql.indexOf('__pgt_net AS ('),
+    );
+    const froms = delta
+      .split(' UNION ALL ')
+      .map((arm) => arm.slice(arm.indexOf(' FROM ') + 6, arm.indexOf(' WHERE ')));
+    expect(froms).toEqual([
+      '__pgt_d0 AS o, __pgt_o1 AS c, __pgt_o2 AS l, __pgt_o3 AS n',
+      'public.orders AS o, __pgt_d1 AS c, __pgt_o2 AS l, __pgt_o3 AS n',
+      'public.orders AS o, public.customers AS c, __pgt_d2 AS l, __pgt_o3 AS n',
+      'public.orders AS o, public.customers AS c, public.lines AS l, __pgt_d3 AS n',
+    ]);
+  });
+
+  it('guards every arm so that it runs only when the source whose changes it reads has changes', () => {
+    const plan = compile(
+      facts('SELECT o.id, c.region FROM public.orders o JOIN public.customers c ON o.cid = c.id', [
+        'id',
+        'region',
+      ]),
+    );
+    expect(plan.deltaSql).toContain(
+      'JOIN __pgt_o1 AS c ON o.cid = c.id WHERE (SELECT __pgt_f.changed_0 FROM __pgt_flags AS __pgt_f)',
+    );
+    expect(plan.deltaSql).toContain(
+      'JOIN __pgt_d1 AS c ON o.cid = c.id WHERE (SELECT __pgt_f.changed_1 FROM __pgt_flags AS __pgt_f)',
     );
   });
 

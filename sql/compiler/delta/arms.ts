@@ -36,6 +36,48 @@ export function queryArms(op: QueryOp, sources: Sources, targets: Targets): Arm[
   }
 }
 
+/** The block over its FROM list as it was at the previous frontier, with a weight column. */
+export function queryOld(op: QueryOp, sources: Sources, targets: Targets): (() => SelectStmt) | undefined {
+  switch (op.kind) {
+    case 'select': {
+      const old = fromListSide(op.from, sources).old;
+      return (
+        old &&
+        (() => {
+          const { node, factors } = old();
+          const { withClause: _w, sortClause: _s, ...block } = clone(op.stmt);
+          const weight = factors.length > 0 ? factors.join(' * ') : '1';
+          return {
+            ...block,
+            fromClause: node,
+            targetList: [...targets(op.stmt, block.targetList ?? []), resTarget(expr(weight), '__pgt_w')],
+          };
+        })
+      );
+    }
+    case 'unionAll': {
+      const inputs = op.inputs.map((input) => queryOld(input, sources, targets));
+      if (inputs.some((input) => input === undefined)) return undefined;
+      return () =>
+        inputs
+          .map((input) => (input as () => SelectStmt)())
+          .reduce((larg, rarg) => ({
+            op: 'SETOP_UNION',
+            all: true,
+            larg,
+            rarg,
+          }));
+    }
+    case 'aggregate':
+    case 'distinct':
+      return undefined;
+    default: {
+      const exhaustive: never = op;
+      return exhaustive;
+    }
+  }
+}
+
 function arm(stmt: SelectStmt, variant: Variant<Node[]>, targets: Targets): Arm {
   const { withClause: _w, sortClause: _s, ...block } = clone(stmt);
   const weight = [String(variant.sign), ...variant.factors].join(' * ');

@@ -59,6 +59,9 @@ export function outerJoinSide(item: OuterJoin, left: Side<Node>, right: Side<Nod
   })();
   return {
     cur: item.node,
+    // Weighted rows of the old sides would miscount unmatched rows (a row and its cancelling
+    // change both match), so an outer join has no old state and its neighbours join it as now.
+    old: undefined,
     deltas: [...inner.deltas, ...unmatched.filter((v): v is Variant<Node> => v !== undefined)],
   };
 }

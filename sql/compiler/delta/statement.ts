@@ -1,10 +1,10 @@
 // Assembles the one statement that runs a differential refresh (I1, I2): the snapshot, the
 // changes it consumes ($1 = previous frontier, $2 = that refresh's own xid), the delta arms and
 // the DML that applies them, all under the single snapshot of one statement.
-import { ident } from '../../../shared/pg/quote.js';
+import { ident, qualified } from '../../../shared/pg/quote.js';
 import { deparse } from '../ast.js';
 import type { Arm } from './arms.js';
-import { changedFlag, changesCte, deltaCte, type Source } from './sources.js';
+import { changedFlag, changesCte, deltaCte, oldCte, type Source, type Sources } from './sources.js';
 
 export interface Apply {
   /** CTEs after __pgt_delta, in order; they must skip everything when __pgt_flags.truncated. */
@@ -15,7 +15,8 @@ export interface Apply {
 
 export const NOT_TRUNCATED = 'NOT (SELECT __pgt_f.truncated FROM __pgt_flags __pgt_f)';
 
-export function deltaStatement(sources: Source[], arms: Arm[], apply: Apply): string {
+export function deltaStatement(used: Sources, arms: Arm[], apply: Apply): string {
+  const sources = used.list();
   const ctes: [string, string][] = [
     [
       '__pgt_snap',
@@ -24,6 +25,7 @@ export function deltaStatement(sources: Source[], arms: Arm[], apply: Apply): st
     ...sources.flatMap((s): [string, string][] => [
       [changesCte(s.index), consumed(s)],
       [deltaCte(s.index), weighted(s)],
+      ...(used.needsOld(s) ? [[oldCte(s.index), previous(s)] as [string, string]] : []),
     ]),
     ['__pgt_flags', flags(sources)],
     [
@@ -35,7 +37,7 @@ export function deltaStatement(sources: Source[], arms: Arm[], apply: Apply): st
   // The consumed changes are read once; their weighted form is cheap to recompute from them, and
   // inlining it into each arm saves writing it out.
   const materialized = new Set(['__pgt_snap', '__pgt_flags', ...sources.map((s) => changesCte(s.index))]);
-  const inlined = new Set(sources.map((s) => deltaCte(s.index)));
+  const inlined = new Set(sources.flatMap((s) => [deltaCte(s.index), oldCte(s.index)]));
   const withList = ctes
     .map(([name, sql]) => {
       const how = materialized.has(name) ? 'MATERIALIZED ' : inlined.has(name) ? 'NOT MATERIALIZED ' : '';
@@ -67,11 +69,26 @@ function consumedBy(alias: string): string {
 // The changes as rows of the relation with a weight: an INSERT is +1, a DELETE −1, an UPDATE
 // both. Hidden __pgt_ columns of an upstream stream table are not exposed.
 function weighted(s: Source): string {
-  const columns = s.relation.columns.filter((c) => c.captured && !c.name.startsWith('__pgt_'));
+  const columns = visibleColumns(s);
   const side = (prefix: 'new' | 'old', weight: number, actions: string) =>
     `SELECT ${[...columns.map((c) => `b.${ident(`${prefix}_${c.attnum}`)} AS ${ident(c.name)}`), `${weight} AS __pgt_w`].join(', ')}
        FROM ${changesCte(s.index)} b WHERE b.action IN (${actions})`;
   return `${side('new', 1, `'I', 'U'`)} UNION ALL ${side('old', -1, `'D', 'U'`)}`;
+}
+
+// The relation at the previous frontier: its rows now, minus the changes consumed since, as a
+// weighted relation. Its first branch is the table itself, so a join on it can still probe the
+// table's indexes; OFFSET 0 keeps the changes a subquery, which PostgreSQL can rescan per probe
+// (an appendrel child that is a CTE scan would make the whole relation unparameterizable).
+function previous(s: Source): string {
+  const names = visibleColumns(s).map((c) => ident(c.name));
+  return `SELECT ${[...names.map((c) => `t.${c}`), '1 AS __pgt_w'].join(', ')} FROM ${qualified(s.relation.schema, s.relation.name)} t
+    UNION ALL SELECT * FROM (SELECT ${[...names.map((c) => `d.${c}`), '-d.__pgt_w AS __pgt_w'].join(', ')}
+      FROM ${deltaCte(s.index)} d OFFSET 0) d`;
+}
+
+function visibleColumns(s: Source) {
+  return s.relation.columns.filter((c) => c.captured && !c.name.startsWith('__pgt_'));
 }
 
 function flags(sources: Source[]): string {
