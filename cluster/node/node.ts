@@ -7,7 +7,7 @@ import { hostname } from 'node:os';
 import type { KV } from '@nats-io/kv';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import pg from 'pg';
-import { type Actor, createActor } from 'xstate';
+import { createActor } from 'xstate';
 import { dueAt, type StreamTableInput, streamTableMachine } from '../../actors/stream-table/index.js';
 import { kvReplicas } from '../../shared/config.js';
 import { PgTrickleError } from '../../shared/errors/index.js';
@@ -34,6 +34,7 @@ import {
 } from '../nats/index.js';
 import { pendingChanges, readStreamTable, readStreamTables, type StreamTableRow } from './catalog.js';
 import { Coordinator } from './coordinator.js';
+import { dispatch, type StreamTableActor } from './dispatch.js';
 import { DueQueue } from './due-queue.js';
 import { refreshActors } from './refresh.js';
 
@@ -65,8 +66,6 @@ const DEFAULTS = {
   catalogRefreshMs: 10_000,
   recoveryPollMs: 5_000,
 };
-
-type StreamTableActor = Actor<typeof streamTableMachine>;
 
 interface Held {
   readonly id: string;
@@ -585,15 +584,7 @@ export class RefreshNode {
       const due = this.queue.popDue(Date.now()).filter((id) => this.held.has(id));
       if (due.length === 0) return;
       const pending = await pendingChanges(this.pool, due);
-      for (const id of due) {
-        const held = this.held.get(id);
-        if (!held) continue;
-        if (pending.has(id)) held.actor.send({ type: 'CHANGES_PENDING' });
-        held.actor.send({ type: 'DUE' });
-        // Still idle: nothing to read yet, so it is checked again next tick.
-        const snapshot = held.actor.getSnapshot();
-        if (snapshot.value === 'idle') this.queue.schedule(id, dueAt(snapshot.context, Date.now()));
-      }
+      dispatch(this.queue, this.held, due, pending, Date.now);
     } finally {
       this.ticking = false;
     }
