@@ -285,7 +285,8 @@ $fn$;
 --   'upstream table altered: public.orders (columns changed)', …).
 -- Stream tables whose storage table was dropped with DROP TABLE are unregistered and returned
 -- with reason 'storage table dropped: …'. Safe to call at any time and from several nodes: it
--- runs in the caller's transaction; a second call finds nothing.
+-- runs in the caller's transaction; a second call finds nothing. Executable by everyone, so a
+-- table owner can call it right after (or in the same transaction as) DDL on a source.
 CREATE FUNCTION pgtrickle._check_ddl()
 RETURNS TABLE (pgt_id bigint, stream_table text, source text, reason text)
 LANGUAGE sql SECURITY DEFINER
@@ -696,5 +697,8 @@ $fn$;
 COMMENT ON FUNCTION pgtrickle.migrate(boolean) IS
   'Re-generates event triggers, change capture and buffer grants of the caller''s stream tables; hands broken (or, with replan, all) plans back to the nodes. Returns (object, action).';
 
-REVOKE ALL ON FUNCTION pgtrickle._ddl_check(text), pgtrickle._check_ddl(), pgtrickle._mark_reinit(oid, text, text, boolean, text),
+REVOKE ALL ON FUNCTION pgtrickle._ddl_check(text), pgtrickle._mark_reinit(oid, text, text, boolean, text),
   pgtrickle._register_node(text, text, boolean) FROM PUBLIC;
+-- Anyone may bring the catalog in line with DDL that already happened (a table owner right after
+-- an ALTER TABLE, without event triggers): it changes only what that DDL made stale.
+GRANT EXECUTE ON FUNCTION pgtrickle._check_ddl() TO PUBLIC;
