@@ -6,6 +6,7 @@ import { PgTrickleError } from '../shared/errors/index.js';
 import { createLogger } from '../shared/logger.js';
 import { migrate } from '../sql/migrate.js';
 import { RefreshNode } from './node/index.js';
+import { connectionPoolerMode } from './node/pooler.js';
 
 interface Output {
   json: boolean;
@@ -54,6 +55,7 @@ interface NodeFlags {
   leaseTtl?: string;
   tick?: string;
   poolSize?: string;
+  connectionPoolerMode?: string;
 }
 
 function positiveInt(flag: string, value: string | undefined): number | undefined {
@@ -84,6 +86,7 @@ async function runNode(opts: NodeFlags): Promise<void> {
     leaseTtlMs: positiveInt('--lease-ttl', opts.leaseTtl),
     tickMs: positiveInt('--tick', opts.tick),
     poolSize: positiveInt('--pool-size', opts.poolSize),
+    connectionPoolerMode: connectionPoolerMode(opts.connectionPoolerMode),
   });
   const stopped = new Promise<void>((resolve) => {
     const onSignal = () => {
@@ -127,6 +130,10 @@ export function program(): Command {
     .option('--lease-ttl <ms>', 'a lease not renewed for this long moves to another node (default: 10000)')
     .option('--tick <ms>', 'scheduler tick (default: 100)')
     .option('--pool-size <n>', 'database connections for refreshes (default: 8)')
+    .option(
+      '--connection-pooler-mode <mode>',
+      "session (default) or transaction: behind PgBouncer in transaction mode no LISTEN, no session state (default: $PGTRICKLE_CONNECTION_POOLER_MODE)",
+    )
     .action(runNode);
   return cli;
 }

@@ -36,6 +36,7 @@ import { pendingChanges, readStreamTable, readStreamTables, type StreamTableRow 
 import { Coordinator } from './coordinator.js';
 import { dispatch, type StreamTableActor } from './dispatch.js';
 import { DueQueue } from './due-queue.js';
+import { type ConnectionPoolerMode, poolerBehaviour } from './pooler.js';
 import { refreshActors } from './refresh.js';
 
 export interface NodeOptions {
@@ -57,13 +58,14 @@ export interface NodeOptions {
   readonly recoveryPollMs?: number;
   /** replicas of the KV bucket when this node creates it (default: $PGTRICKLE_KV_REPLICAS or 1) */
   readonly kvReplicas?: number;
+  /** 'transaction' behind PgBouncer in transaction mode: no LISTEN, nothing kept in a session */
+  readonly connectionPoolerMode?: ConnectionPoolerMode;
 }
 
 const DEFAULTS = {
   leaseTtlMs: 10_000,
   tickMs: 100,
   poolSize: 8,
-  catalogRefreshMs: 10_000,
   recoveryPollMs: 5_000,
 };
 
@@ -177,7 +179,8 @@ export class RefreshNode {
     this.events = new NatsEventBus(this.nc);
 
     await this.loadCatalog();
-    await this.listen();
+    const pooler = poolerBehaviour(this.options.connectionPoolerMode ?? 'session');
+    if (pooler.listen) await this.listen();
     await this.heartbeat();
     this.stops.push(
       await this.membership.watch((node, member) => {
@@ -212,9 +215,16 @@ export class RefreshNode {
       }),
     });
     this.every(this.heartbeatMs, () => this.heartbeat());
-    this.every(this.options.catalogRefreshMs ?? DEFAULTS.catalogRefreshMs, () => this.loadCatalog());
+    this.every(this.options.catalogRefreshMs ?? pooler.catalogRefreshMs, () => this.loadCatalog());
     this.scheduleTick();
-    this.log.info({ leaseTtlMs: this.leaseTtlMs, heartbeatMs: this.heartbeatMs }, 'pgtrickle node started');
+    this.log.info(
+      {
+        leaseTtlMs: this.leaseTtlMs,
+        heartbeatMs: this.heartbeatMs,
+        connectionPoolerMode: this.options.connectionPoolerMode ?? 'session',
+      },
+      'pgtrickle node started',
+    );
   }
 
   /** Hands every stream table over at once and leaves the cluster (SIGTERM). */
@@ -378,7 +388,7 @@ export class RefreshNode {
     };
   }
 
-  // LISTEN needs a session of its own (not behind PgBouncer in transaction mode).
+  // LISTEN needs a session of its own: skipped behind a transaction-mode pooler (pooler.ts).
   private async listen(): Promise<void> {
     const client = new pg.Client({
       connectionString: this.options.databaseUrl,

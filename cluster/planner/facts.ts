@@ -39,11 +39,17 @@ export async function loadFacts(client: pg.ClientBase, pgtId: string): Promise<S
     [row.pgt_relid],
   );
 
-  // pg_get_viewdef qualifies every name only when no search_path makes it visible.
-  await client.query('BEGIN');
+  // pg_get_viewdef qualifies every name only when no search_path makes it visible. Inside the
+  // caller's transaction (a node's reinit) a COMMIT here would end it early: the plan would be
+  // installed without its refresh, outside the owner's role, and behind a transaction-mode
+  // pooler on whichever server connection comes next. So only an idle client gets its own.
+  const own = client.getTransactionStatus() !== 'T';
+  if (own) await client.query('BEGIN');
   let relations: RelationFacts[];
   try {
-    await client.query(`SET LOCAL search_path TO ''`);
+    const { rows: saved } = await client.query<{ path: string }>(
+      "SELECT current_setting('search_path') AS path, set_config('search_path', '', true)",
+    );
     const rels = await client.query<{
       relid: number;
       schema: string;
@@ -82,9 +88,10 @@ export async function loadFacts(client: pg.ClientBase, pgtId: string): Promise<S
       ...(r.key ? { key: r.key } : {}),
       ...(r.view_definition ? { viewDefinition: r.view_definition.replace(/;\s*$/, '') } : {}),
     }));
-    await client.query('COMMIT');
+    if (own) await client.query('COMMIT');
+    else await client.query("SELECT set_config('search_path', $1, true)", [saved[0]?.path ?? '']);
   } catch (err) {
-    await client.query('ROLLBACK');
+    if (own) await client.query('ROLLBACK');
     throw err;
   }
 

@@ -3,6 +3,7 @@
 import { type Node, parseStatements, type SelectStmt, selectOf, stringValue, walk } from './ast.js';
 import { UnsupportedConstruct } from './errors.js';
 import { type CompileFacts, type RelationFacts, relationKey } from './facts.js';
+import { unnest } from './unnest.js';
 
 /** A relation in FROM. Aliases are kept: every expression of the query refers to them. */
 export type FromItem =
@@ -45,6 +46,7 @@ interface Scope {
   facts: CompileFacts;
   relations: Map<string, RelationFacts>;
   ctes: Map<string, SelectStmt>;
+  counter: { next: number };
 }
 
 export function analyze(facts: CompileFacts): QueryOp {
@@ -54,12 +56,13 @@ export function analyze(facts: CompileFacts): QueryOp {
   const relations = new Map(facts.relations.map((r) => [relationKey(r.schema, r.name), r]));
   // ORDER BY without LIMIT does not change which rows a stream table holds.
   const { sortClause: _ignored, ...unordered } = stmt;
-  return query(unordered, { facts, relations, ctes: new Map() });
+  return query(unordered, { facts, relations, ctes: new Map(), counter: { next: 0 } });
 }
 
-function query(stmt: SelectStmt, outer: Scope): QueryOp {
-  const scope = withCtes(stmt, outer);
-  if (stmt.op && stmt.op !== 'SETOP_NONE') return setOperation(stmt, scope);
+function query(original: SelectStmt, outer: Scope): QueryOp {
+  const scope = withCtes(original, outer);
+  if (original.op && original.op !== 'SETOP_NONE') return setOperation(original, scope);
+  const stmt = unnest(original, scope);
   checkClauses(stmt, scope);
   const from = (stmt.fromClause ?? []).map((item) => fromItem(item, scope));
   if (stmt.distinctClause) {
@@ -165,9 +168,8 @@ function fromItem(item: Node, scope: Scope): FromItem {
     const alias = sub.alias?.aliasname;
     if (!body || !alias) throw new UnsupportedConstruct('a subquery in FROM without an alias');
     const op = query(body, scope);
-    return readsNothing(op)
-      ? { kind: 'constant', node: item }
-      : { kind: 'subquery', alias, query: op, node: item };
+    const node: Node = { RangeSubselect: { ...sub, subquery: { SelectStmt: withOuterCtes(body, scope) } } };
+    return readsNothing(op) ? { kind: 'constant', node } : { kind: 'subquery', alias, query: op, node };
   }
   if ('RangeFunction' in item) {
     if (item.RangeFunction.lateral) throw new UnsupportedConstruct('LATERAL');
@@ -183,7 +185,9 @@ function rangeVar(item: Node & { RangeVar: object }, scope: Scope): FromItem {
   const alias = rv.alias?.aliasname ?? name;
   const cte = rv.schemaname ? undefined : scope.ctes.get(name);
   if (cte) {
-    const node: Node = { RangeSubselect: { subquery: { SelectStmt: cte }, alias: { aliasname: alias } } };
+    const node: Node = {
+      RangeSubselect: { subquery: { SelectStmt: withOuterCtes(cte, scope) }, alias: { aliasname: alias } },
+    };
     return { kind: 'subquery', alias, query: query(cte, scope), node };
   }
   const relation = scope.relations.get(relationKey(rv.schemaname ?? '', name));
@@ -220,6 +224,27 @@ function rangeVar(item: Node & { RangeVar: object }, scope: Scope): FromItem {
       throw new UnsupportedConstruct(String(exhaustive));
     }
   }
+}
+
+/**
+ * A subquery that names WITH queries of an enclosing block, made to carry their definitions: the
+ * delta statement uses it away from the defining query's own WITH clause.
+ */
+function withOuterCtes(body: SelectStmt, scope: Scope): SelectStmt {
+  const own = new Set(
+    (body.withClause?.ctes ?? []).map((c) => ('CommonTableExpr' in c ? c.CommonTableExpr.ctename : '')),
+  );
+  const outer = [...scope.ctes].filter(([name]) => !own.has(name));
+  const named = new Set<string>();
+  for (const { node } of walk(body)) {
+    const rv = node.RangeVar as { schemaname?: string; relname?: string } | undefined;
+    if (rv && !rv.schemaname && rv.relname) named.add(rv.relname);
+  }
+  if (!outer.some(([name]) => named.has(name))) return body;
+  const ctes: Node[] = outer.map(([ctename, query]) => ({
+    CommonTableExpr: { ctename, ctequery: { SelectStmt: query } },
+  }));
+  return { ...body, withClause: { ctes: [...ctes, ...(body.withClause?.ctes ?? [])] } };
 }
 
 export function functionName(funcname: Node[] | undefined): string {

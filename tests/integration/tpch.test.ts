@@ -14,18 +14,30 @@ const CYCLES = 5;
 const CHANGE_FRACTION = 0.001;
 
 // The queries that compile to DIFFERENTIAL today; one dropping out of this list is a regression.
+// Q21 stays FULL: its EXISTS and NOT EXISTS correlate by l2.l_suppkey <> l1.l_suppkey, an
+// inequality, which no semi- or anti-join on equal keys expresses.
 const DIFFERENTIAL_TODAY: readonly string[] = [
   'q01',
+  'q02',
   'q03',
+  'q04',
   'q05',
   'q06',
   'q07',
   'q08',
   'q09',
   'q10',
+  'q11',
   'q12',
+  'q13',
   'q14',
+  'q15',
+  'q16',
+  'q17',
+  'q18',
   'q19',
+  'q20',
+  'q22',
 ];
 
 // Queries excluded from the strict oracle loop, each with the engine bug that makes it diverge (none today).

@@ -24,6 +24,8 @@ export interface NodeProcessOptions {
   readonly tickMs: number;
   readonly kvReplicas?: number;
   readonly logLevel?: string;
+  /** passed as --connection-pooler-mode */
+  readonly connectionPoolerMode?: 'session' | 'transaction';
 }
 
 export function spawnNode(options: NodeProcessOptions): NodeProcess {
@@ -42,6 +44,7 @@ export function spawnNode(options: NodeProcessOptions): NodeProcess {
     String(options.leaseTtlMs),
     '--tick',
     String(options.tickMs),
+    ...(options.connectionPoolerMode ? ['--connection-pooler-mode', options.connectionPoolerMode] : []),
   ];
   const env = {
     ...process.env,

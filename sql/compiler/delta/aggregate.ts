@@ -84,7 +84,7 @@ export function distinctRoot(op: Extract<QueryOp, { kind: 'distinct' }>, ctx: Ro
   };
 }
 
-function groupKeys(stmt: SelectStmt, groupBy: Node[]): Node[] {
+export function groupKeys(stmt: SelectStmt, groupBy: Node[]): Node[] {
   return groupBy.map((g) => {
     const position = 'A_Const' in g ? g.A_Const.ival?.ival : undefined;
     const target = position ? stmt.targetList?.[position - 1] : undefined;
@@ -455,7 +455,7 @@ function groupApply(
   };
 }
 
-function mapChildren(node: Node, f: (n: Node) => Node): Node {
+export function mapChildren(node: Node, f: (n: Node) => Node): Node {
   const visit = (value: unknown): unknown => {
     if (Array.isArray(value)) return value.map(visit);
     if (value === null || typeof value !== 'object') return value;

@@ -4,6 +4,7 @@
 import type { QueryOp } from '../analyze.js';
 import { and, clone, expr, type Node, resTarget, type SelectStmt } from '../ast.js';
 import { UnsupportedConstruct } from '../errors.js';
+import { groupedArms } from './grouped.js';
 import { type Guard, guardSql } from './guard.js';
 import type { Sources } from './sources.js';
 import { fromListSide, type Variant } from './variants.js';
@@ -23,10 +24,7 @@ export function queryArms(op: QueryOp, sources: Sources, targets: Targets): Arm[
     case 'unionAll':
       return op.inputs.flatMap((input) => queryArms(input, sources, targets));
     case 'aggregate':
-      throw new UnsupportedConstruct(
-        'aggregates below the top of the query',
-        'Move the aggregate to the outermost query or use FULL.',
-      );
+      return groupedArms(op, sources, targets);
     case 'distinct':
       throw new UnsupportedConstruct('DISTINCT or UNION below the top of the query');
     default: {

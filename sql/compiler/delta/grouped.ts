@@ -1,0 +1,150 @@
+// Delta rule for an aggregate below the top of the query (a grouped subquery in FROM, such as
+// the semi-join keys and scalar aggregates of unnest.ts): for the groups its input's changes
+// touch, the group rows now (+1) and before (−1). Before is rebuilt from now minus the changes,
+// netted per distinct input row, so any aggregate, DISTINCT aggregate or HAVING works, and the
+// input needs no previous state of its own (outer joins, nested aggregates).
+import { ident } from '../../../shared/pg/quote.js';
+import { unreachable } from '../../../shared/unreachable.js';
+import type { FromItem, QueryOp } from '../analyze.js';
+import {
+  and,
+  deparse,
+  expr,
+  type Node,
+  parseStatements,
+  resTarget,
+  type SelectStmt,
+  selectOf,
+  walk,
+} from '../ast.js';
+import { UnsupportedConstruct } from '../errors.js';
+import { groupKeys, mapChildren } from './aggregate.js';
+import { type Arm, queryArms, type Targets } from './arms.js';
+import { anyOf, guardSql } from './guard.js';
+import { targetName } from './names.js';
+import type { Sources } from './sources.js';
+import { fromListSide } from './variants.js';
+
+type Aggregate = Extract<QueryOp, { kind: 'aggregate' }>;
+
+const col = (i: number) => `__pgt_c${i}`;
+
+export function groupedArms(op: Aggregate, sources: Sources, targets: Targets): Arm[] {
+  const { withClause: _w, sortClause: _s, groupClause: _g, havingClause, ...block } = op.stmt;
+  const keys = groupKeys(op.stmt, op.groupBy);
+  const outputs = op.stmt.targetList ?? [];
+  // The input columns the targets, keys and HAVING read, in order of first use.
+  const refs = new Map<string, Node>();
+  for (const { node } of walk([outputs, keys, havingClause])) {
+    if (!('ColumnRef' in node)) continue;
+    const fields = (node.ColumnRef as { fields?: Node[] }).fields ?? [];
+    if (fields.some((f) => 'A_Star' in f)) throw new UnsupportedConstruct('* in a grouped subquery');
+    refs.set(deparse(node as Node), node as Node);
+  }
+  if (refs.size === 0) refs.set('true', expr('true'));
+  const index = new Map([...refs.keys()].map((text, i) => [text, i]));
+  const overInput = (node: Node): Node => {
+    if ('ColumnRef' in node) return expr(`__pgt_in.${col(index.get(deparse(node)) ?? -1)}`);
+    return mapChildren(node, overInput);
+  };
+  const cols = [...refs.keys()].map((_, i) => col(i));
+  const input: QueryOp = {
+    kind: 'select',
+    stmt: { ...block, targetList: [...refs.values()].map((r, i) => resTarget(r, col(i))) },
+    from: op.from,
+  };
+  const arms = queryArms(input, sources, (_stmt, t) => t);
+  if (arms.length === 0) return [];
+
+  const names = targets(op.stmt, outputs).map(targetName);
+  const select = outputs.map((t, i) => {
+    const val = 'ResTarget' in t ? t.ResTarget.val : undefined;
+    if (!val) throw new UnsupportedConstruct('a grouped subquery without output expressions');
+    return `${deparse(overInput(val))} AS ${ident(names[i] ?? '')}`;
+  });
+  const grouped = keys.map((k) => deparse(overInput(k)));
+  const global = keys.length === 0;
+  // An aggregate without GROUP BY has a row even for no input: emit it only when something changed.
+  const having = and([
+    havingClause && overInput(havingClause),
+    global ? expr('EXISTS (SELECT FROM __pgt_x)') : undefined,
+  ]);
+  const aggregate = (source: string, weight: number) =>
+    `SELECT ${[...select, `${weight} AS __pgt_w`].join(', ')} FROM ${source} __pgt_in
+      ${global ? '' : `GROUP BY ${grouped.join(', ')}`} ${having ? `HAVING ${deparse(having)}` : ''}`;
+  const current: SelectStmt = {
+    ...block,
+    fromClause: fromListSide(op.from, sources).cur,
+    targetList: [...refs.values()].map((r, i) => resTarget(r, col(i))),
+    whereClause: and([block.whereClause, global ? undefined : touched(keys, grouped, op)]),
+  };
+  const before = `(SELECT ${cols.map((c) => `__pgt_z.${c}`).join(', ')}
+      FROM (SELECT ${cols.join(', ')}, sum(__pgt_u.__pgt_w) AS __pgt_n
+              FROM (SELECT ${cols.join(', ')}, 1 AS __pgt_w FROM __pgt_y
+                    UNION ALL SELECT ${cols.join(', ')}, -__pgt_w FROM __pgt_x) __pgt_u
+             GROUP BY ${cols.join(', ')}) __pgt_z
+      CROSS JOIN LATERAL pg_catalog.generate_series(1, __pgt_z.__pgt_n) WHERE __pgt_z.__pgt_n > 0)`;
+  const guard = anyOf(arms.map((a) => a.guard));
+  const sql = `SELECT ${[...names.map((n) => `__pgt_g.${ident(n)}`), '__pgt_g.__pgt_w'].join(', ')}
+    FROM (WITH __pgt_x AS (${arms.map((a) => deparse({ SelectStmt: a.stmt })).join(' UNION ALL ')}),
+               __pgt_y AS (${deparse({ SelectStmt: current })})
+          ${aggregate('__pgt_y', 1)} UNION ALL ${aggregate(before, -1)}) __pgt_g
+   WHERE ${guardSql(guard)}`;
+  const stmt = selectOf(parseStatements(sql)[0]);
+  if (!stmt) throw new Error('generated SQL is not a SELECT');
+  return [{ stmt, guard }];
+}
+
+/**
+ * The input rows of the groups the changes touch. Keys that cannot be NULL take a hashable
+ * IN; a NULL key forms a group too, which only IS NOT DISTINCT FROM finds.
+ */
+function touched(keys: Node[], grouped: string[], op: Aggregate): Node {
+  const texts = keys.map((k) => `(${deparse(k)})`);
+  const list = (items: string[]) => (items.length === 1 ? items[0] : `(${items.join(', ')})`);
+  const hashed = `${list(texts)} IN (SELECT ${grouped.join(', ')} FROM __pgt_x __pgt_in)`;
+  const nullable = keys.flatMap((k, i) => (nonNull(k, op) ? [] : [texts[i] as string]));
+  if (nullable.length === 0) return expr(hashed);
+  const same = texts.map((t, i) => `${t} IS NOT DISTINCT FROM ${grouped[i]}`);
+  return expr(`(${hashed} OR ((${nullable.map((t) => `${t} IS NULL`).join(' OR ')})
+    AND EXISTS (SELECT FROM __pgt_x __pgt_in WHERE ${same.join(' AND ')})))`);
+}
+
+/** A group key filtered IS NOT NULL, or a primary key column of a relation no outer join null-extends. */
+function nonNull(k: Node, op: Aggregate): boolean {
+  const text = deparse(k);
+  for (const { node } of walk(op.stmt.whereClause)) {
+    const test = (node as { NullTest?: { arg?: Node; nulltesttype?: string } }).NullTest;
+    if (test?.nulltesttype === 'IS_NOT_NULL' && test.arg && deparse(test.arg) === text) {
+      if (isConjunct(op.stmt.whereClause, node as Node)) return true;
+    }
+  }
+  const fields = 'ColumnRef' in k ? (k.ColumnRef.fields ?? []) : [];
+  const [alias, name] = fields.map((f) => ('String' in f ? f.String.sval : undefined));
+  if (fields.length !== 2 || !alias || !name) return false;
+  const visit = (item: FromItem): boolean => {
+    switch (item.kind) {
+      case 'scan':
+        return item.alias === alias && (item.relation.key?.includes(name) ?? false);
+      case 'join':
+        return (
+          ((item.type === 'inner' || item.type === 'left') && visit(item.left)) ||
+          ((item.type === 'inner' || item.type === 'right') && visit(item.right))
+        );
+      case 'subquery':
+      case 'constant':
+        return false;
+      default:
+        return unreachable(item);
+    }
+  };
+  return op.from.some(visit);
+}
+
+function isConjunct(where: Node | undefined, node: Node): boolean {
+  if (!where) return false;
+  if (where === node) return true;
+  return 'BoolExpr' in where && where.BoolExpr.boolop === 'AND_EXPR'
+    ? (where.BoolExpr.args ?? []).some((a) => isConjunct(a, node))
+    : false;
+}
