@@ -132,7 +132,7 @@ export function program(): Command {
     .option('--pool-size <n>', 'database connections for refreshes (default: 8)')
     .option(
       '--connection-pooler-mode <mode>',
-      "session (default) or transaction: behind PgBouncer in transaction mode no LISTEN, no session state (default: $PGTRICKLE_CONNECTION_POOLER_MODE)",
+      'session (default) or transaction: behind PgBouncer in transaction mode no LISTEN, no session state (default: $PGTRICKLE_CONNECTION_POOLER_MODE)',
     )
     .action(runNode);
   return cli;
