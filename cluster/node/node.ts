@@ -15,6 +15,7 @@ import type { Logger } from '../../shared/logger.js';
 import { parseSchedule } from '../../shared/schedule/index.js';
 import { migrate } from '../../sql/migrate.js';
 import { buildDag, type Dag, scheduleOf } from '../dag/index.js';
+import type { NodeMetrics } from '../metrics/index.js';
 import {
   type ActorStatus,
   bucketName,
@@ -58,6 +59,8 @@ export interface NodeOptions {
   readonly recoveryPollMs?: number;
   /** replicas of the KV bucket when this node creates it (default: $PGTRICKLE_KV_REPLICAS or 1) */
   readonly kvReplicas?: number;
+  /** Prometheus series and readiness, served by cluster/metrics */
+  readonly metrics?: NodeMetrics;
   /** 'transaction' behind PgBouncer in transaction mode: no LISTEN, nothing kept in a session */
   readonly connectionPoolerMode?: ConnectionPoolerMode;
 }
@@ -133,6 +136,8 @@ export class RefreshNode {
   private ticking = false;
   private stopping = false;
   private draining = false;
+  /** migrations ran and the node joined: what /readyz reports */
+  private ready = false;
 
   constructor(private readonly options: NodeOptions) {
     this.id = options.nodeId ?? nodeId(hostname(), process.pid, randomBytes(3).toString('hex'));
@@ -156,6 +161,11 @@ export class RefreshNode {
     // An idle client's error (server restart) must not kill the process: the next query reconnects.
     pool.on('error', (err) => this.log.warn({ err }, 'database connection lost'));
     this.pool = pool;
+    this.options.metrics?.attach({
+      pool,
+      heldStreamTables: () => [...this.held.values()].map((h) => `${h.row.schema}.${h.row.name}`),
+      ready: () => this.ready,
+    });
     await this.waitForPrimary(pool);
     if (this.stopping) return;
     const client = await pool.connect();
@@ -217,6 +227,7 @@ export class RefreshNode {
     this.every(this.heartbeatMs, () => this.heartbeat());
     this.every(this.options.catalogRefreshMs ?? pooler.catalogRefreshMs, () => this.loadCatalog());
     this.scheduleTick();
+    this.ready = true;
     this.log.info(
       {
         leaseTtlMs: this.leaseTtlMs,
@@ -232,6 +243,7 @@ export class RefreshNode {
     if (this.stopping) return;
     this.stopping = true;
     this.draining = true;
+    this.ready = false;
     for (const t of this.timers) clearInterval(t);
     this.log.info({ held: this.held.size }, 'pgtrickle node stopping: handing stream tables over');
     try {
@@ -479,6 +491,7 @@ export class RefreshNode {
     this.held.set(row.id, held);
     actor.on('refreshed', (e) => {
       if (e.result.action === 'SKIPPED') return;
+      this.options.metrics?.refreshed(`${held.row.schema}.${held.row.name}`, e.result);
       this.publish({
         ...this.eventBase(held),
         type: 'refreshed',
@@ -497,6 +510,7 @@ export class RefreshNode {
         { st: held.row.qualifiedName, epoch: held.lease.epoch, work: e.work, err: error },
         'refresh failed',
       );
+      this.options.metrics?.failed(`${held.row.schema}.${held.row.name}`, e.work);
       this.publish({
         ...this.eventBase(held),
         type: 'failed',
@@ -525,6 +539,7 @@ export class RefreshNode {
       const state = String(snapshot.value);
       const status = actorStatus(state);
       if (status !== held.status) {
+        if (status === 'BACKOFF') this.options.metrics?.backoff(`${held.row.schema}.${held.row.name}`);
         this.publish({ ...this.eventBase(held), type: 'status', status, previous: held.status });
         held.status = status;
       }
@@ -576,9 +591,11 @@ export class RefreshNode {
 
   private scheduleTick(): void {
     const timer = setTimeout(() => {
+      const started = performance.now();
       void this.tick()
         .catch((err) => this.log.error({ err }, 'scheduler tick failed'))
         .finally(() => {
+          this.options.metrics?.tick(performance.now() - started);
           if (!this.stopping) this.scheduleTick();
         });
     }, this.tickMs);
