@@ -527,6 +527,38 @@ BEGIN
 END
 $fn$;
 
+-- _drop_cdc of 0002, tolerant of parts already missing (a trigger dropped by hand, a buffer
+-- gone), so that migrate() can rebuild damaged capture. Triggers still go first, by name, so
+-- that psql users see no "drop cascades to trigger" notices.
+CREATE OR REPLACE FUNCTION pgtrickle._drop_cdc(p_relid oid)
+RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+  v_buf name;
+  v_kind text;
+  v_table_exists boolean := EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = p_relid);
+BEGIN
+  DELETE FROM pgtrickle.pgt_change_tracking WHERE source_relid = p_relid RETURNING buffer_name INTO v_buf;
+  IF v_buf IS NULL THEN
+    RETURN;
+  END IF;
+  FOREACH v_kind IN ARRAY ARRAY['ins', 'upd', 'del', 'trunc'] LOOP
+    IF v_table_exists AND EXISTS (SELECT 1 FROM pg_trigger t
+                                   WHERE t.tgrelid = p_relid AND t.tgname = 'pgtrickle_cdc_' || v_kind) THEN
+      EXECUTE format('DROP TRIGGER %I ON %s', 'pgtrickle_cdc_' || v_kind, pgtrickle._relname(p_relid));
+    END IF;
+    IF to_regprocedure(format('pgtrickle_changes.%I()', v_buf || '_' || v_kind)) IS NOT NULL THEN
+      EXECUTE format('DROP FUNCTION pgtrickle_changes.%I()', v_buf || '_' || v_kind);
+    END IF;
+  END LOOP;
+  IF to_regclass(format('pgtrickle_changes.%I', v_buf)) IS NOT NULL THEN
+    EXECUTE format('DROP TABLE pgtrickle_changes.%I', v_buf);
+  END IF;
+END
+$fn$;
+
 -- Whether the change capture of a source is whole and matches the table's columns now: four
 -- enabled triggers, their functions naming every column, and a buffer column of the right type
 -- per captured column.
@@ -631,13 +663,13 @@ BEGIN
 
     object := 'plan of ' || v_st;
     IF st.hidden_columns IS NULL THEN
-      IF p_replan AND st.effective_mode IS NOT NULL THEN
-        UPDATE pgtrickle.pgt_stream_tables s SET effective_mode = NULL, updated_at = now() WHERE s.pgt_id = st.pgt_id;
-        PERFORM pgtrickle._notify_catalog('reinit', st.pgt_id, st.pgt_schema, st.pgt_name);
-        action := 'replan_requested';
-      ELSE
-        action := 'unchanged';
+      -- No plan: refreshes are FULL, or a node has yet to compile one.
+      IF NOT p_replan OR st.effective_mode IS NULL THEN
+        CONTINUE;
       END IF;
+      UPDATE pgtrickle.pgt_stream_tables s SET effective_mode = NULL, updated_at = now() WHERE s.pgt_id = st.pgt_id;
+      PERFORM pgtrickle._notify_catalog('reinit', st.pgt_id, st.pgt_schema, st.pgt_name);
+      action := 'replan_requested';
     ELSIF EXISTS (SELECT 1 FROM jsonb_array_elements(st.hidden_columns) h
                    WHERE NOT EXISTS (SELECT 1 FROM pg_attribute a
                                       WHERE a.attrelid = st.pgt_relid AND a.attname = h->>'name' AND NOT a.attisdropped)) THEN
