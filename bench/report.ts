@@ -1,0 +1,309 @@
+// One command for the refresh benchmark report: the refresh matrix, TPC-H and Nexmark, each
+// query refreshed FULL and DIFFERENTIAL side by side on identical data, written as markdown.
+//   npm run bench:report -- --help
+import { execFileSync } from 'node:child_process';
+import { writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import { parseArgs } from 'node:util';
+import pg from 'pg';
+import { migrate } from '../sql/migrate.js';
+import { createDatabase, type PgServer, startPostgres } from '../tests/harness/postgres.js';
+import { changeBatch, loadNexmark } from './nexmark/generate.js';
+import { nexmarkQueries } from './nexmark/queries.js';
+import { type Cell, refreshMatrix } from './refresh-matrix.js';
+import {
+  fallbackList,
+  formatRatio,
+  matrixMedian,
+  matrixTable,
+  pairMedians,
+  pairTable,
+} from './report/markdown.js';
+import { type PairResult, type Sample, sideBySide } from './report/pairs.js';
+import { changeCycle, loadTpch } from './tpch/generate.js';
+import { tpchQueries } from './tpch/queries.js';
+
+const HELP = `npm run bench:report -- [options]
+
+Runs the refresh matrix, TPC-H and Nexmark with every query as two stream tables (FULL and
+AUTO) refreshed side by side after the same changes, and writes a markdown report.
+
+  --out FILE             report path (default bench/REPORT.md)
+  --sections LIST        any of matrix,tpch,nexmark (default all three)
+  --matrix-sizes LIST    refresh-matrix table sizes (default 10000,100000)
+  --matrix-rates LIST    refresh-matrix change rates in % (default 1,10)
+  --tpch LIST            TPC-H scale factors (default 0.01,0.1; 1 is available, ~10x SF 0.1)
+  --tpch-cycles N        change cycles per scale factor (default 3)
+  --change FRACTION      TPC-H orders inserted, deleted and updated per cycle (default 0.01)
+  --nexmark-events N     Nexmark events loaded (default 200000)
+  --nexmark-batch N      new Nexmark events per batch, plus a tenth updated and deleted (default 2000)
+  --nexmark-cycles N     Nexmark batches (default 3)
+  --timeout SECONDS      limit per refresh; a query over it is reported and dropped (default 300)
+  --no-check             skip the oracle (I5) on every DIFFERENTIAL stream table after the last cycle
+  --help                 this text
+`;
+
+// A seed under which every TPC-H query returns rows at SF 0.01 (as in tests/integration/tpch.test.ts).
+const TPCH_SEED = 12;
+const NEXMARK_SEED = 7;
+// The refresh matrix's settings, for all sections: buffers that hold SF 0.1, and no autovacuum
+// so that timings do not depend on when it wakes.
+const SERVER_SETTINGS = {
+  shared_buffers: '512MB',
+  work_mem: '64MB',
+  maintenance_work_mem: '256MB',
+  autovacuum: 'off',
+};
+
+interface Options {
+  out: string;
+  sections: Set<string>;
+  matrixSizes: number[];
+  matrixRates: number[];
+  tpch: number[];
+  tpchCycles: number;
+  change: number;
+  nexmarkEvents: number;
+  nexmarkBatch: number;
+  nexmarkCycles: number;
+  timeoutMs: number;
+  check: boolean;
+}
+
+function options(): Options | undefined {
+  const { values } = parseArgs({
+    options: {
+      out: { type: 'string', default: 'bench/REPORT.md' },
+      sections: { type: 'string', default: 'matrix,tpch,nexmark' },
+      'matrix-sizes': { type: 'string', default: '10000,100000' },
+      'matrix-rates': { type: 'string', default: '1,10' },
+      tpch: { type: 'string', default: '0.01,0.1' },
+      'tpch-cycles': { type: 'string', default: '3' },
+      change: { type: 'string', default: '0.01' },
+      'nexmark-events': { type: 'string', default: '200000' },
+      'nexmark-batch': { type: 'string', default: '2000' },
+      'nexmark-cycles': { type: 'string', default: '3' },
+      timeout: { type: 'string', default: '300' },
+      'no-check': { type: 'boolean', default: false },
+      help: { type: 'boolean', default: false },
+    },
+  });
+  if (values.help) return undefined;
+  const numbers = (s: string) =>
+    s.split(',').map((x) => {
+      const n = Number(x);
+      if (!Number.isFinite(n) || n <= 0) throw new Error(`not a positive number: ${x}`);
+      return n;
+    });
+  const one = (s: string) => numbers(s)[0] as number;
+  return {
+    out: values.out,
+    sections: new Set(values.sections.split(',')),
+    matrixSizes: numbers(values['matrix-sizes']),
+    matrixRates: numbers(values['matrix-rates']),
+    tpch: numbers(values.tpch),
+    tpchCycles: one(values['tpch-cycles']),
+    change: one(values.change),
+    nexmarkEvents: one(values['nexmark-events']),
+    nexmarkBatch: one(values['nexmark-batch']),
+    nexmarkCycles: one(values['nexmark-cycles']),
+    timeoutMs: one(values.timeout) * 1000,
+    check: !values['no-check'],
+  };
+}
+
+function progress(section: string): (id: string, s: Sample) => void {
+  return (id, s) =>
+    console.log(
+      `${section} ${id.padEnd(7)} FULL ${s.fullMs.toFixed(1).padStart(9)} ms  DIFF ${s.diffMs.toFixed(1).padStart(9)} ms  ${formatRatio(s.fullMs / s.diffMs).padStart(7)}  ${s.diffAction}`,
+    );
+}
+
+/** A fresh migrated database on `server` for one workload, dropped afterwards. */
+async function withDatabase<T>(server: PgServer, fn: (client: pg.Client) => Promise<T>): Promise<T> {
+  const db = await createDatabase(server);
+  const client = new pg.Client({ connectionString: db.url });
+  await client.connect();
+  try {
+    await migrate(client);
+    return await fn(client);
+  } finally {
+    await client.end();
+    await db.drop();
+  }
+}
+
+function runTpch(server: PgServer, sf: number, o: Options): Promise<PairResult[]> {
+  return withDatabase(server, async (client) => {
+    const state = await loadTpch(client, { sf, seed: TPCH_SEED });
+    return sideBySide(client, tpchQueries(sf), () => changeCycle(client, state, o.change), {
+      cycles: o.tpchCycles,
+      timeoutMs: o.timeoutMs,
+      check: o.check,
+      onSample: progress(`tpch sf ${sf}`),
+    });
+  });
+}
+
+function runNexmark(server: PgServer, o: Options): Promise<PairResult[]> {
+  return withDatabase(server, async (client) => {
+    const state = await loadNexmark(client, { events: o.nexmarkEvents, seed: NEXMARK_SEED });
+    return sideBySide(client, nexmarkQueries, () => changeBatch(client, state, o.nexmarkBatch), {
+      cycles: o.nexmarkCycles,
+      timeoutMs: o.timeoutMs,
+      check: o.check,
+      onSample: progress('nexmark'),
+    });
+  });
+}
+
+interface Machine {
+  cores: number;
+  cpu: string;
+  memoryGb: number;
+  postgres: string;
+  commit: string;
+}
+
+async function machine(server: PgServer): Promise<Machine> {
+  const client = new pg.Client({ connectionString: server.url });
+  await client.connect();
+  const { rows } = await client.query<{ v: string }>('SELECT version() AS v');
+  await client.end();
+  let commit = 'unknown';
+  try {
+    const git = (...args: string[]) => execFileSync('git', args, { encoding: 'utf8' }).trim();
+    commit = `\`${git('rev-parse', '--short', 'HEAD')}\``;
+    // Uncommitted changes to the compiler or the SQL change what the figures mean.
+    const dirty = git('status', '--porcelain', '--', 'sql', 'cluster/planner', 'bench');
+    if (dirty)
+      commit += ` plus uncommitted changes to ${dirty
+        .split('\n')
+        .map((l) => l.slice(3))
+        .join(', ')}`;
+  } catch {
+    // Not a git checkout: the report simply says so.
+  }
+  return {
+    cores: os.cpus().length,
+    cpu: os.cpus()[0]?.model ?? 'unknown',
+    memoryGb: Math.round(os.totalmem() / 2 ** 30),
+    postgres: rows[0]?.v ?? 'unknown',
+    commit,
+  };
+}
+
+interface Report {
+  o: Options;
+  machine: Machine;
+  matrix?: Cell[];
+  tpch: [number, PairResult[]][];
+  nexmark?: PairResult[];
+  seconds: number;
+}
+
+const FAIRNESS = `Every figure is a ratio measured in one run on one server. Each query exists twice on the
+same database: one stream table in FULL mode, one in AUTO mode (DIFFERENTIAL when the compiler
+supports the query, else FULL with a recorded reason). Both read the same sources, so after each
+change cycle both consume exactly the same changes from identical data. They are refreshed back to
+back, AUTO first on even cycles and FULL first on odd ones, so neither always finds the other's
+pages in cache. A time is the wall-clock of \`SELECT pgtrickle.refresh_stream_table(…)\` from the
+client: the whole refresh transaction (lock, recompute or delta, history, frontier). Capture
+costs at write time are paid once per source for both and are not in either figure. Per query,
+FULL ms and DIFF ms are medians over the cycles and the ratio is theirs. The refresh matrix
+(\`bench/refresh-matrix.ts\`) always refreshes DIFFERENTIAL first. "changes consumed" counts
+change-buffer rows (an update is two), "ST rows changed" the rows the DIFFERENTIAL refresh
+inserted plus deleted in the stream table.`;
+
+function render(r: Report): string {
+  const m = r.machine;
+  const command = `npm run bench:report -- ${process.argv.slice(2).join(' ')}`.trim();
+  const lines: string[] = [
+    '# Refresh benchmark report',
+    '',
+    `Generated by \`${command}\` in ${Math.round(r.seconds)} s at commit ${m.commit}.`,
+    '',
+    `Machine: ${m.cores} cores (${m.cpu}), ${m.memoryGb} GB; ${m.postgres}; settings ${Object.entries(
+      SERVER_SETTINGS,
+    )
+      .map(([k, v]) => `${k}=${v}`)
+      .join(', ')}, fsync off.`,
+    '',
+    FAIRNESS,
+    '',
+    '## Summary',
+    '',
+    '| section | median FULL/DIFF (DIFFERENTIAL queries) | queries DIFFERENTIAL | median FULL/DIFF (all) |',
+    '| --- | --- | --- | --- |',
+  ];
+  if (r.matrix) {
+    const n = r.matrix.filter((c) => c.diffAction === 'DIFFERENTIAL').length;
+    lines.push(
+      `| refresh matrix | ${formatRatio(matrixMedian(r.matrix))} | ${n} of ${r.matrix.length} cells | |`,
+    );
+  }
+  const pairSections: [string, PairResult[]][] = [
+    ...r.tpch.map(([sf, results]): [string, PairResult[]] => [
+      `TPC-H SF ${sf}, ${r.o.change * 100}% change`,
+      results,
+    ]),
+    ...(r.nexmark ? [[nexmarkTitle(r.o), r.nexmark] as [string, PairResult[]]] : []),
+  ];
+  for (const [title, results] of pairSections) {
+    const med = pairMedians(results);
+    lines.push(
+      `| ${title} | ${formatRatio(med.differential)} | ${med.n} of ${results.length} | ${formatRatio(med.all)} |`,
+    );
+  }
+  if (r.matrix) {
+    lines.push(
+      '',
+      '## Refresh matrix',
+      '',
+      `Sizes ${r.o.matrixSizes.join(', ')} rows, change rates ${r.o.matrixRates.join(', ')}% (70% UPDATE, 15% DELETE, 15% INSERT).`,
+      '',
+      matrixTable(r.matrix),
+    );
+  }
+  for (const [title, results] of pairSections) {
+    lines.push('', `## ${title}`, '', pairTable(results), '', 'Compiled to FULL:', '', fallbackList(results));
+  }
+  return `${lines.join('\n')}\n`;
+}
+
+const nexmarkTitle = (o: Options) =>
+  `Nexmark, ${o.nexmarkEvents} events, batches of ${o.nexmarkBatch} new events plus updates and deletes`;
+
+async function main(): Promise<void> {
+  const o = options();
+  if (!o) {
+    process.stdout.write(HELP);
+    return;
+  }
+  const started = Date.now();
+  const tpch: [number, PairResult[]][] = [];
+  let matrix: Cell[] | undefined;
+  let nexmark: PairResult[] | undefined;
+  if (o.sections.has('matrix')) {
+    matrix = await refreshMatrix({ sizes: o.matrixSizes, rates: o.matrixRates, check: o.check });
+  }
+  const server = await startPostgres({ throwaway: true, settings: SERVER_SETTINGS });
+  let m: Machine;
+  try {
+    m = await machine(server);
+    if (o.sections.has('tpch')) for (const sf of o.tpch) tpch.push([sf, await runTpch(server, sf, o)]);
+    if (o.sections.has('nexmark')) nexmark = await runNexmark(server, o);
+  } finally {
+    await server.stop();
+  }
+  const report: Report = { o, machine: m, tpch, seconds: (Date.now() - started) / 1000 };
+  if (matrix) report.matrix = matrix;
+  if (nexmark) report.nexmark = nexmark;
+  await writeFile(o.out, render(report));
+  console.log(`wrote ${o.out}`);
+}
+
+main().catch((err) => {
+  console.error(err);
+  process.exitCode = 1;
+});
