@@ -1,11 +1,18 @@
-// The synchronous half of a scheduler tick, shared by the node and bench/cluster-dispatch.ts:
-// tell each due stream table whether its sources changed and that it is due, and put those
-// that stay idle back in the queue. Cost is proportional to the due ids, not to all tables.
+// The synchronous half of a scheduler tick, shared by the node and bench/cluster-dispatch.ts.
+// The tick pops the due ids, asks the database once which of them and of the parked ids have
+// changes, then calls dispatch: due tables with work are told so and start refreshing; due
+// tables without work are parked without waking their actors. Cost is proportional to what is
+// due or changed, never to every table the node holds.
 import type { Actor } from 'xstate';
-import { dueAt, type streamTableMachine } from '../../actors/stream-table/index.js';
+import { dueAt, nextStep, type streamTableMachine } from '../../actors/stream-table/index.js';
 import type { DueQueue } from './due-queue.js';
 
 export type StreamTableActor = Actor<typeof streamTableMachine>;
+
+/** The ids the source check must look at this tick: the newly due ones and the parked ones. */
+export function candidates(queue: DueQueue, due: readonly string[]): string[] {
+  return queue.parked.size === 0 ? [...due] : [...due, ...queue.parked];
+}
 
 export function dispatch(
   queue: DueQueue,
@@ -14,13 +21,34 @@ export function dispatch(
   pending: ReadonlySet<string>,
   now: () => number,
 ): void {
-  for (const id of due) {
-    const actor = actors.get(id)?.actor;
-    if (actor === undefined) continue;
-    if (pending.has(id)) actor.send({ type: 'CHANGES_PENDING' });
-    actor.send({ type: 'DUE' });
-    // Still idle: nothing to read yet, so it is checked again when next due.
-    const snapshot = actor.getSnapshot();
-    if (snapshot.value === 'idle') queue.schedule(id, dueAt(snapshot.context, now()));
+  for (const id of due) if (!pending.has(id)) settle(queue, actors.get(id)?.actor, id, false, now);
+  for (const id of pending) settle(queue, actors.get(id)?.actor, id, true, now);
+}
+
+function settle(
+  queue: DueQueue,
+  actor: StreamTableActor | undefined,
+  id: string,
+  changed: boolean,
+  now: () => number,
+): void {
+  if (actor === undefined) return;
+  let snapshot = actor.getSnapshot();
+  if (!changed && snapshot.value === 'idle' && nextStep(snapshot.context, now()) === 'wait') {
+    place(queue, id, snapshot.context, now());
+    return;
   }
+  if (changed) actor.send({ type: 'CHANGES_PENDING' });
+  actor.send({ type: 'DUE' });
+  snapshot = actor.getSnapshot();
+  if (snapshot.value === 'idle') place(queue, id, snapshot.context, now());
+  // Busy: out of the queue until its return to idle schedules it again.
+  else queue.remove(id);
+}
+
+// An idle table either waits for its time (heap) or, already due, for changes (parked).
+function place(queue: DueQueue, id: string, context: Parameters<typeof dueAt>[0], at: number): void {
+  const due = dueAt(context, at);
+  if (due > at) queue.schedule(id, due);
+  else queue.park(id);
 }

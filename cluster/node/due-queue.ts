@@ -1,6 +1,8 @@
 // The node's scheduler queue: stream tables keyed by due time in a binary min-heap, so a tick
 // costs what is due (log n each), never a scan of every stream table. Rescheduling pushes a new
 // entry and leaves the old one to be skipped when it surfaces (lazy deletion by generation).
+// A stream table that is due but has nothing to read is parked: it leaves the heap and waits in
+// a set, which the tick hands to the source check as it is, until changes arrive.
 
 interface Entry {
   readonly due: number;
@@ -11,10 +13,12 @@ interface Entry {
 export class DueQueue {
   private readonly heap: Entry[] = [];
   private readonly current = new Map<string, number>();
+  private readonly waiting = new Set<string>();
   private generation = 0;
 
   /** Due at `due` (epoch ms), replacing any earlier entry of `id`. */
   schedule(id: string, due: number): void {
+    this.waiting.delete(id);
     const generation = ++this.generation;
     this.current.set(id, generation);
     this.push({ due, id, generation });
@@ -22,8 +26,19 @@ export class DueQueue {
     if (this.heap.length > 4 * this.current.size + 64) this.compact();
   }
 
+  /** Due, with nothing to read yet: out of the heap until scheduled again. */
+  park(id: string): void {
+    this.current.delete(id);
+    this.waiting.add(id);
+  }
+
+  get parked(): ReadonlySet<string> {
+    return this.waiting;
+  }
+
   remove(id: string): void {
     this.current.delete(id);
+    this.waiting.delete(id);
   }
 
   /** Removes and returns the ids due at or before `now`, earliest first. */
@@ -40,7 +55,7 @@ export class DueQueue {
   }
 
   get size(): number {
-    return this.current.size;
+    return this.current.size + this.waiting.size;
   }
 
   private compact(): void {

@@ -35,7 +35,7 @@ import {
 } from '../nats/index.js';
 import { pendingChanges, readStreamTable, readStreamTables, type StreamTableRow } from './catalog.js';
 import { Coordinator } from './coordinator.js';
-import { dispatch, type StreamTableActor } from './dispatch.js';
+import { candidates, dispatch, type StreamTableActor } from './dispatch.js';
 import { DueQueue } from './due-queue.js';
 import { type ConnectionPoolerMode, poolerBehaviour } from './pooler.js';
 import { refreshActors } from './refresh.js';
@@ -602,15 +602,23 @@ export class RefreshNode {
     this.timers.push(timer);
   }
 
-  // Work proportional to what is due: the queue hands out the due ids, one query tells which of
-  // them have changes, and only those actors hear about it.
+  // Work proportional to what is due: the queue hands out the due and the parked ids, one query
+  // tells which of them have changes, and only those actors hear about it.
   private async tick(): Promise<void> {
     if (this.ticking || this.stopping || !this.pool) return;
     this.ticking = true;
     try {
       const due = this.queue.popDue(Date.now()).filter((id) => this.held.has(id));
-      if (due.length === 0) return;
-      const pending = await pendingChanges(this.pool, due);
+      const ids = candidates(this.queue, due);
+      if (ids.length === 0) return;
+      let pending: Set<string>;
+      try {
+        pending = await pendingChanges(this.pool, ids);
+      } catch (err) {
+        // Popped but not told: they stay due, for the next tick to ask again.
+        for (const id of due) this.queue.park(id);
+        throw err;
+      }
       dispatch(this.queue, this.held, due, pending, Date.now);
     } finally {
       this.ticking = false;

@@ -97,6 +97,57 @@ describe('pgtrickle._pending', () => {
     expect(await pendingChanges(pool, [id])).toEqual(new Set());
   });
 
+  it('reads change marks: one per transaction and source, none for a statement that changed nothing, trimmed by refreshes', async () => {
+    const marks = async () =>
+      Number(
+        (await db.admin.query<{ n: string }>('SELECT count(*) AS n FROM pgtrickle.pgt_change_marks')).rows[0]
+          ?.n,
+      );
+    for (const name of ['by_customer', 'big_orders', '"we.ird"', 'chained']) {
+      await db.admin.query('SELECT pgtrickle.refresh_stream_table($1)', [name]);
+    }
+    // A transaction that refreshed its own write leaves a settled mark until the next refresh.
+    const settled = await marks();
+    await db.admin.query(`UPDATE orders SET amount = amount WHERE false; DELETE FROM "odd.Name" WHERE false`);
+    expect(await marks()).toBe(settled);
+    await db.admin.query(`BEGIN; UPDATE orders SET amount = amount + 1 WHERE id = 1;
+      UPDATE orders SET amount = amount + 1 WHERE id = 2; INSERT INTO "odd.Name" VALUES (9); COMMIT`);
+    expect(await marks()).toBe(settled + 2);
+    const [byCustomer, big] = await Promise.all(['by_customer', 'big_orders'].map(idOf));
+    expect(await pendingChanges(pool, [byCustomer as string, big as string])).toEqual(
+      new Set([byCustomer, big]),
+    );
+    await db.admin.query(`TRUNCATE "odd.Name"`);
+    expect(await marks()).toBe(settled + 3);
+    for (const name of ['by_customer', 'big_orders', '"we.ird"', 'chained']) {
+      await db.admin.query('SELECT pgtrickle.refresh_stream_table($1)', [name]);
+    }
+    expect(await marks()).toBe(0);
+  });
+
+  it('removes the mark triggers with the last stream table that reads a source', async () => {
+    await db.admin.query(`CREATE TABLE lonely (id int PRIMARY KEY);
+      SELECT pgtrickle.create_stream_table('lonely_st', 'SELECT id FROM lonely', '1s')`);
+    const triggers = async () =>
+      (
+        await db.admin.query<{ tgname: string }>(
+          `SELECT tgname FROM pg_trigger WHERE tgrelid = 'lonely'::regclass AND tgname LIKE 'pgtrickle_mark%' ORDER BY 1`,
+        )
+      ).rows.map((r) => r.tgname);
+    expect(await triggers()).toEqual([
+      'pgtrickle_mark_del',
+      'pgtrickle_mark_ins',
+      'pgtrickle_mark_trunc',
+      'pgtrickle_mark_upd',
+    ]);
+    await db.admin.query(`INSERT INTO lonely VALUES (1); SELECT pgtrickle.drop_stream_table('lonely_st')`);
+    expect(await triggers()).toEqual([]);
+    const { rows } = await db.admin.query(
+      `SELECT 1 FROM pgtrickle.pgt_change_marks WHERE source_relid = 'lonely'::regclass`,
+    );
+    expect(rows).toEqual([]);
+  });
+
   it('is not for PUBLIC', async () => {
     await db.admin.query('CREATE ROLE pgt_nobody');
     const client = await db.connect();

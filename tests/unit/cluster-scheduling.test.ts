@@ -1,4 +1,12 @@
 import { describe, expect, it } from 'vitest';
+import { createActor, fromPromise } from 'xstate';
+import {
+  type RefreshInput,
+  type RefreshResult,
+  type StreamTableInput,
+  streamTableMachine,
+} from '../../actors/stream-table/index.js';
+import { candidates, dispatch, type StreamTableActor } from '../../cluster/node/dispatch.js';
 import { DueQueue } from '../../cluster/node/due-queue.js';
 import { place } from '../../cluster/node/placement.js';
 
@@ -33,6 +41,100 @@ describe('DueQueue', () => {
     expect(out).toHaveLength(5_000);
     const due = out.map((id) => (Number(id) * 7919) % 5_000);
     expect(due).toEqual([...due].sort((a, b) => a - b));
+  });
+});
+
+describe('parking', () => {
+  it('takes a parked id out of the heap until it is scheduled again; remove forgets both', () => {
+    const q = new DueQueue();
+    q.schedule('a', 10);
+    q.schedule('b', 10);
+    q.park('a');
+    expect(q.popDue(20)).toEqual(['b']);
+    expect([...q.parked]).toEqual(['a']);
+    expect(q.size).toBe(1);
+    q.schedule('a', 30);
+    expect([...q.parked]).toEqual([]);
+    expect(q.popDue(30)).toEqual(['a']);
+    q.park('c');
+    q.remove('c');
+    expect(q.size).toBe(0);
+  });
+});
+
+describe('dispatch', () => {
+  const T0 = Date.parse('2026-01-01T00:00:00Z');
+  const done: RefreshResult = {
+    action: 'DIFFERENTIAL',
+    rowsInserted: 1,
+    rowsDeleted: 0,
+    durationMs: 1,
+    refreshId: '1',
+    frontier: '1:1:',
+    changesConsumed: 1,
+  };
+
+  function node(count: number, lastRefreshAt: (i: number) => number) {
+    let clock = T0;
+    const now = () => clock;
+    const refreshed: string[] = [];
+    const machine = streamTableMachine.provide({
+      actors: {
+        refresh: fromPromise<RefreshResult, RefreshInput>(async ({ input }) => {
+          refreshed.push(input.id);
+          return done;
+        }),
+        reinit: fromPromise<RefreshResult, RefreshInput>(async () => done),
+      },
+    });
+    const queue = new DueQueue();
+    const actors = new Map<string, { actor: StreamTableActor }>();
+    for (let i = 0; i < count; i++) {
+      const input: StreamTableInput = {
+        id: String(i),
+        name: `public.st_${i}`,
+        schedule: { kind: 'interval', ms: 1_000 },
+        status: 'ACTIVE',
+        needsReinit: false,
+        epoch: 1,
+        populated: true,
+        lastRefreshAt: lastRefreshAt(i),
+        consecutiveFailures: 0,
+        now,
+      };
+      const actor = createActor(machine, { input });
+      actors.set(input.id, { actor });
+      actor.start();
+      queue.schedule(input.id, T0);
+    }
+    return { queue, actors, refreshed, now, advance: (ms: number) => (clock += ms) };
+  }
+
+  it('parks due tables without changes without waking them, and refreshes those with changes', async () => {
+    const { queue, actors, refreshed, now } = node(3, () => T0 - 5_000);
+    const before = [...actors.values()].map(({ actor }) => actor.getSnapshot());
+    const due = queue.popDue(now());
+    expect(candidates(queue, due).sort()).toEqual(['0', '1', '2']);
+    dispatch(queue, actors, due, new Set(['1']), now);
+    await Promise.resolve();
+    expect(refreshed).toEqual(['1']);
+    expect([...queue.parked].sort()).toEqual(['0', '2']);
+    expect(actors.get('0')?.actor.getSnapshot()).toBe(before[0]);
+    // Parked tables are asked about again each tick, with nothing popped from the heap.
+    expect(candidates(queue, queue.popDue(now())).sort()).toEqual(['0', '2']);
+    dispatch(queue, actors, [], new Set(['2']), now);
+    await Promise.resolve();
+    expect(refreshed).toEqual(['1', '2']);
+    expect([...queue.parked]).toEqual(['0']);
+  });
+
+  it('puts a table that is not due yet back in the heap at its due time', () => {
+    const { queue, actors, now, advance } = node(1, () => T0 - 200);
+    dispatch(queue, actors, queue.popDue(now()), new Set(), now);
+    expect([...queue.parked]).toEqual([]);
+    expect(queue.popDue(now() + 799)).toEqual([]);
+    advance(800);
+    expect(queue.popDue(now())).toEqual(['0']);
   });
 });
 
