@@ -31,6 +31,19 @@ const SHAPES: Record<string, string> = {
   full_join_keyless: 'SELECT a.id, a.note, k.y FROM a FULL JOIN k ON a.v = k.x',
   left_join_count: 'SELECT a.id, count(b.id) AS n FROM a LEFT JOIN b ON b.g = a.g GROUP BY a.id',
   inner_then_right_join: 'SELECT a.id, b.id AS bid, k.y FROM a JOIN b ON a.g = b.g RIGHT JOIN k ON k.x = b.w',
+  // Subqueries, rewritten into joins with grouped subqueries: k has NULLs and duplicate rows.
+  exists: 'SELECT a.id, a.v FROM a WHERE EXISTS (SELECT 1 FROM b WHERE b.g = a.g AND b.w > 1)',
+  not_exists: 'SELECT a.id, a.g FROM a WHERE NOT EXISTS (SELECT 1 FROM k WHERE k.x = a.v)',
+  in_subquery: 'SELECT a.id, a.note FROM a WHERE a.g IN (SELECT k.x FROM k WHERE k.y IS DISTINCT FROM 0)',
+  in_grouped_subquery: 'SELECT a.id FROM a WHERE a.g IN (SELECT b.g FROM b GROUP BY b.g HAVING count(*) > 1)',
+  not_in: 'SELECT b.id, b.w FROM b WHERE b.id NOT IN (SELECT a.id FROM a WHERE a.v > 3)',
+  correlated_scalar: 'SELECT a.id, a.v FROM a WHERE a.v > (SELECT avg(b.w) FROM b WHERE b.g = a.g)',
+  uncorrelated_scalar: 'SELECT a.id, a.g FROM a WHERE a.v >= (SELECT avg(k.y) FROM k)',
+  scalar_in_having: 'SELECT a.g, sum(a.v) AS s FROM a GROUP BY a.g HAVING sum(a.v) > (SELECT min(b.w) FROM b)',
+  exists_under_aggregate:
+    'SELECT a.g, count(*) AS n, sum(a.v) AS s FROM a WHERE EXISTS (SELECT 1 FROM k WHERE k.x = a.v) GROUP BY a.g',
+  aggregate_of_aggregate:
+    'SELECT s.n, count(*) AS c FROM (SELECT a.g, count(*) AS n, max(a.note) AS m FROM a GROUP BY a.g) s GROUP BY s.n',
 };
 
 // Seeds (and paths) of past failures, replayed before the random runs.

@@ -1,0 +1,231 @@
+import { beforeAll, describe, expect, it } from 'vitest';
+import { deparse, loadParser, parseStatements, selectOf } from '../../sql/compiler/ast.js';
+import type { CompileFacts } from '../../sql/compiler/facts.js';
+import { unnest } from '../../sql/compiler/unnest.js';
+import { compile, refusal, table } from '../support/compiler.js';
+
+// orders.id and customers.id are primary keys; orders.cid and orders.amount may be NULL.
+const orders = table(
+  100,
+  'orders',
+  [
+    ['id', 'integer'],
+    ['cid', 'integer'],
+    ['amount', 'numeric'],
+  ],
+  ['id'],
+);
+const customers = table(
+  200,
+  'customers',
+  [
+    ['id', 'integer'],
+    ['region', 'text'],
+  ],
+  ['id'],
+);
+
+function facts(definingQuery: string, outputs: string[]): CompileFacts {
+  return {
+    definingQuery,
+    outputColumns: outputs.map((name) => ({ name, type: 'text' })),
+    relations: [orders, customers],
+    aggregateNames: new Set(['count', 'sum', 'avg', 'min', 'max']),
+    volatileNames: new Set(),
+  };
+}
+
+/** The defining query with its subqueries rewritten, as SQL text. */
+function rewritten(query: string): string {
+  const stmt = selectOf(parseStatements(query)[0]);
+  if (!stmt) throw new Error('not a SELECT');
+  const { relations } = facts(query, []);
+  const scope = {
+    facts: facts(query, []),
+    relations: new Map(relations.map((r) => [`${r.schema}.${r.name}`, r])),
+    counter: { next: 0 },
+  };
+  return deparse({ SelectStmt: unnest(stmt, scope) });
+}
+
+describe('subqueries in WHERE and HAVING', () => {
+  beforeAll(loadParser);
+
+  it('joins EXISTS to its correlation keys grouped, so duplicates in the subquery do not duplicate outer rows', () => {
+    expect(
+      rewritten(
+        'SELECT c.id FROM public.customers c WHERE EXISTS (SELECT * FROM public.orders o WHERE o.cid = c.id AND o.amount > 1)',
+      ),
+    ).toBe(
+      'SELECT c.id FROM public.customers AS c, ( SELECT o.cid AS __pgt_k0 FROM public.orders AS o WHERE o.amount > 1 AND o.cid IS NOT NULL GROUP BY o.cid ) AS __pgt_sq0 WHERE c.id = __pgt_sq0.__pgt_k0',
+    );
+  });
+
+  it('turns NOT EXISTS into a left join kept where the never-NULL key found no match', () => {
+    expect(
+      rewritten(
+        'SELECT c.id FROM public.customers c WHERE NOT EXISTS (SELECT 1 FROM public.orders o WHERE o.cid = c.id)',
+      ),
+    ).toBe(
+      'SELECT c.id FROM public.customers AS c LEFT JOIN ( SELECT o.cid AS __pgt_k0 FROM public.orders AS o WHERE o.cid IS NOT NULL GROUP BY o.cid ) AS __pgt_sq0 ON c.id = __pgt_sq0.__pgt_k0 WHERE __pgt_sq0.__pgt_k0 IS NULL',
+    );
+  });
+
+  it('drops NULLs of an IN subquery, which can only make IN unknown, never true', () => {
+    expect(rewritten('SELECT c.id FROM public.customers c WHERE c.id IN (SELECT o.cid FROM public.orders o)')).toBe(
+      'SELECT c.id FROM public.customers AS c, ( SELECT o.cid AS __pgt_k0 FROM public.orders AS o WHERE o.cid IS NOT NULL GROUP BY o.cid ) AS __pgt_sq0 WHERE c.id = __pgt_sq0.__pgt_k0',
+    );
+  });
+
+  it('keeps a grouped IN subquery whole under a projection of its column', () => {
+    expect(
+      rewritten(
+        'SELECT c.id FROM public.customers c WHERE c.id IN (SELECT o.cid FROM public.orders o GROUP BY o.cid HAVING count(*) > 2)',
+      ),
+    ).toContain(
+      '( SELECT __pgt_in.v AS __pgt_k0 FROM ( SELECT o.cid FROM public.orders AS o GROUP BY o.cid HAVING count(*) > 2 ) AS __pgt_in(v) WHERE __pgt_in.v IS NOT NULL GROUP BY __pgt_in.v ) AS __pgt_sq0',
+    );
+  });
+
+  it('rewrites NOT IN as an anti-join when neither side can be NULL (primary key columns)', () => {
+    expect(
+      rewritten('SELECT c.id FROM public.customers c WHERE NOT (c.id IN (SELECT o.id FROM public.orders o))'),
+    ).toBe(
+      'SELECT c.id FROM public.customers AS c LEFT JOIN ( SELECT o.id AS __pgt_k0 FROM public.orders AS o WHERE o.id IS NOT NULL GROUP BY o.id ) AS __pgt_sq0 ON c.id = __pgt_sq0.__pgt_k0 WHERE __pgt_sq0.__pgt_k0 IS NULL',
+    );
+  });
+
+  it('refuses NOT IN over a column that may be NULL: x NOT IN (…, NULL) is never true', () => {
+    expect(
+      refusal(
+        facts('SELECT c.id FROM public.customers c WHERE NOT (c.id IN (SELECT o.cid FROM public.orders o))', ['id']),
+      ),
+    ).toBe('NOT IN with a subquery or test value that may be NULL');
+    expect(
+      refusal(
+        facts('SELECT o.id FROM public.orders o WHERE NOT (o.cid IN (SELECT c.id FROM public.customers c))', ['id']),
+      ),
+    ).toBe('NOT IN with a subquery or test value that may be NULL');
+  });
+
+  it('accepts NOT IN over a nullable column filtered IS NOT NULL in the subquery', () => {
+    expect(
+      refusal(
+        facts(
+          'SELECT c.id FROM public.customers c WHERE NOT (c.id IN (SELECT o.cid FROM public.orders o WHERE o.cid IS NOT NULL))',
+          ['id'],
+        ),
+      ),
+    ).toBeUndefined();
+  });
+
+  it('cross-joins an uncorrelated scalar aggregate, which has exactly one row even over no rows', () => {
+    expect(
+      rewritten('SELECT c.id FROM public.customers c WHERE c.id > (SELECT avg(o.amount) FROM public.orders o)'),
+    ).toBe(
+      'SELECT c.id FROM public.customers AS c, ( SELECT avg(o.amount) AS __pgt_v FROM public.orders AS o ) AS __pgt_sq0 WHERE c.id > __pgt_sq0.__pgt_v',
+    );
+  });
+
+  it('joins a correlated scalar aggregate grouped by its correlation keys when a comparison filters on it', () => {
+    expect(
+      rewritten(
+        'SELECT o.id FROM public.orders o WHERE o.amount < (SELECT 0.5 * avg(o2.amount) FROM public.orders o2 WHERE o2.cid = o.cid)',
+      ),
+    ).toBe(
+      'SELECT o.id FROM public.orders AS o, ( SELECT o2.cid AS __pgt_k0, 0.5 * avg(o2.amount) AS __pgt_v FROM public.orders AS o2 WHERE o2.cid IS NOT NULL GROUP BY o2.cid ) AS __pgt_sq0 WHERE o.cid = __pgt_sq0.__pgt_k0 AND o.amount < __pgt_sq0.__pgt_v',
+    );
+  });
+
+  it('groups by an uncorrelated scalar in HAVING, which keeps the groups since it is one row', () => {
+    expect(
+      rewritten(
+        'SELECT o.cid FROM public.orders o GROUP BY o.cid HAVING sum(o.amount) > (SELECT avg(o2.amount) FROM public.orders o2)',
+      ),
+    ).toBe(
+      'SELECT o.cid FROM public.orders AS o, ( SELECT avg(o2.amount) AS __pgt_v FROM public.orders AS o2 ) AS __pgt_sq0 GROUP BY o.cid, __pgt_sq0.__pgt_v HAVING sum(o.amount) > __pgt_sq0.__pgt_v',
+    );
+  });
+
+  it.each([
+    [
+      // COUNT over no rows is 0, not NULL: an inner join would drop the rows that compare with 0.
+      'SELECT c.id FROM public.customers c WHERE c.id > (SELECT count(*) FROM public.orders o WHERE o.cid = c.id)',
+      'a correlated scalar subquery whose value on no rows is not NULL (COUNT, coalesce, CASE)',
+    ],
+    [
+      'SELECT c.id FROM public.customers c WHERE c.id > (SELECT coalesce(sum(o.amount), 0) FROM public.orders o WHERE o.cid = c.id)',
+      'a correlated scalar subquery whose value on no rows is not NULL (COUNT, coalesce, CASE)',
+    ],
+    [
+      // Without an aggregate it may return no row or several (an error in PostgreSQL).
+      'SELECT c.id FROM public.customers c WHERE c.id = (SELECT o.cid FROM public.orders o)',
+      'a scalar subquery that is not one aggregate without GROUP BY',
+    ],
+    [
+      'SELECT c.id FROM public.customers c WHERE c.id = (SELECT max(o.cid) FROM public.orders o GROUP BY o.amount)',
+      'a scalar subquery that is not one aggregate without GROUP BY',
+    ],
+    [
+      'SELECT c.id FROM public.customers c WHERE EXISTS (SELECT 1 FROM public.orders o WHERE o.cid <> c.id)',
+      'a correlated subquery whose correlation is not an equality of an outer and an inner expression',
+    ],
+    [
+      'SELECT c.id FROM public.customers c WHERE c.id > 1 OR EXISTS (SELECT 1 FROM public.orders o WHERE o.cid = c.id)',
+      'EXISTS inside another expression (under OR, CASE, …)',
+    ],
+    [
+      'SELECT c.id FROM public.customers c WHERE EXISTS (SELECT 1 FROM public.orders o)',
+      'an uncorrelated EXISTS',
+    ],
+    [
+      'SELECT c.id FROM public.customers c WHERE coalesce((SELECT max(o.amount) FROM public.orders o WHERE o.cid = c.id), 0) > 1',
+      'a correlated scalar subquery that is not an operand of a comparison in WHERE',
+    ],
+    [
+      'SELECT sum(o.amount) AS s FROM public.orders o HAVING sum(o.amount) > (SELECT avg(o2.amount) FROM public.orders o2)',
+      'a scalar subquery in HAVING without GROUP BY',
+    ],
+    [
+      'SELECT c.id FROM public.customers c WHERE c.id IN (SELECT o.cid FROM public.orders o LIMIT 1)',
+      'LIMIT or OFFSET',
+    ],
+  ])('refuses %s, naming %s', (query, construct) => {
+    expect(refusal(facts(query, ['x']))).toBe(construct);
+  });
+
+  it('compiles the rewritten query, the grouped subquery with a delta of its touched groups now and before', () => {
+    const plan = compile(
+      facts(
+        'SELECT c.region FROM public.customers c WHERE EXISTS (SELECT 1 FROM public.orders o WHERE o.cid = c.id)',
+        ['region'],
+      ),
+    );
+    expect(plan.strategy).toBe('multiset');
+    // The key is filtered IS NOT NULL, so the touched groups are found by a hashable IN.
+    expect(plan.deltaSql).toContain(
+      '__pgt_y AS (SELECT o.cid AS __pgt_c0 FROM public.orders AS o WHERE o.cid IS NOT NULL AND o.cid IN (SELECT __pgt_in.__pgt_c0 FROM __pgt_x AS __pgt_in))',
+    );
+    // Before = now minus the changes, netted per distinct input row.
+    expect(plan.deltaSql).toContain(
+      'SELECT __pgt_c0, 1 AS __pgt_w FROM __pgt_y UNION ALL SELECT __pgt_c0, - __pgt_w FROM __pgt_x',
+    );
+  });
+
+  it('finds touched groups of a nullable key with IS NOT DISTINCT FROM as well', () => {
+    const plan = compile(
+      facts('SELECT s.cid, s.n FROM (SELECT o.cid, count(*) AS n FROM public.orders o GROUP BY o.cid) s', ['cid', 'n']),
+    );
+    expect(plan.deltaSql).toContain(
+      'WHERE o.cid IN (SELECT __pgt_in.__pgt_c0 FROM __pgt_x AS __pgt_in) OR (o.cid IS NULL AND EXISTS (SELECT FROM __pgt_x AS __pgt_in WHERE o.cid IS NOT DISTINCT FROM __pgt_in.__pgt_c0))',
+    );
+  });
+
+  it('gives the same plan text for the same query', () => {
+    const q = facts(
+      'SELECT o.id FROM public.orders o WHERE o.amount < (SELECT avg(o2.amount) FROM public.orders o2 WHERE o2.cid = o.cid) AND NOT EXISTS (SELECT 1 FROM public.customers c WHERE c.id = o.cid)',
+      ['id'],
+    );
+    expect(compile(q)).toEqual(compile(q));
+  });
+});
