@@ -72,7 +72,9 @@ describe('subqueries in WHERE and HAVING', () => {
   });
 
   it('drops NULLs of an IN subquery, which can only make IN unknown, never true', () => {
-    expect(rewritten('SELECT c.id FROM public.customers c WHERE c.id IN (SELECT o.cid FROM public.orders o)')).toBe(
+    expect(
+      rewritten('SELECT c.id FROM public.customers c WHERE c.id IN (SELECT o.cid FROM public.orders o)'),
+    ).toBe(
       'SELECT c.id FROM public.customers AS c, ( SELECT o.cid AS __pgt_k0 FROM public.orders AS o WHERE o.cid IS NOT NULL GROUP BY o.cid ) AS __pgt_sq0 WHERE c.id = __pgt_sq0.__pgt_k0',
     );
   });
@@ -98,12 +100,16 @@ describe('subqueries in WHERE and HAVING', () => {
   it('refuses NOT IN over a column that may be NULL: x NOT IN (…, NULL) is never true', () => {
     expect(
       refusal(
-        facts('SELECT c.id FROM public.customers c WHERE NOT (c.id IN (SELECT o.cid FROM public.orders o))', ['id']),
+        facts('SELECT c.id FROM public.customers c WHERE NOT (c.id IN (SELECT o.cid FROM public.orders o))', [
+          'id',
+        ]),
       ),
     ).toBe('NOT IN with a subquery or test value that may be NULL');
     expect(
       refusal(
-        facts('SELECT o.id FROM public.orders o WHERE NOT (o.cid IN (SELECT c.id FROM public.customers c))', ['id']),
+        facts('SELECT o.id FROM public.orders o WHERE NOT (o.cid IN (SELECT c.id FROM public.customers c))', [
+          'id',
+        ]),
       ),
     ).toBe('NOT IN with a subquery or test value that may be NULL');
   });
@@ -121,7 +127,9 @@ describe('subqueries in WHERE and HAVING', () => {
 
   it('cross-joins an uncorrelated scalar aggregate, which has exactly one row even over no rows', () => {
     expect(
-      rewritten('SELECT c.id FROM public.customers c WHERE c.id > (SELECT avg(o.amount) FROM public.orders o)'),
+      rewritten(
+        'SELECT c.id FROM public.customers c WHERE c.id > (SELECT avg(o.amount) FROM public.orders o)',
+      ),
     ).toBe(
       'SELECT c.id FROM public.customers AS c, ( SELECT avg(o.amount) AS __pgt_v FROM public.orders AS o ) AS __pgt_sq0 WHERE c.id > __pgt_sq0.__pgt_v',
     );
@@ -214,7 +222,10 @@ describe('subqueries in WHERE and HAVING', () => {
 
   it('finds touched groups of a nullable key with IS NOT DISTINCT FROM as well', () => {
     const plan = compile(
-      facts('SELECT s.cid, s.n FROM (SELECT o.cid, count(*) AS n FROM public.orders o GROUP BY o.cid) s', ['cid', 'n']),
+      facts('SELECT s.cid, s.n FROM (SELECT o.cid, count(*) AS n FROM public.orders o GROUP BY o.cid) s', [
+        'cid',
+        'n',
+      ]),
     );
     expect(plan.deltaSql).toContain(
       'WHERE o.cid IN (SELECT __pgt_in.__pgt_c0 FROM __pgt_x AS __pgt_in) OR (o.cid IS NULL AND EXISTS (SELECT FROM __pgt_x AS __pgt_in WHERE o.cid IS NOT DISTINCT FROM __pgt_in.__pgt_c0))',
