@@ -115,6 +115,20 @@ UPDATE pgtrickle.pgt_dependencies d
        ddl_fingerprint = pgtrickle._source_fingerprint(d.source_relid)
  WHERE EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid = d.source_relid);
 
+-- Whether the change capture of a source still covers exactly its columns (missing capture or
+-- a dropped table count as current: there is nothing to rebuild).
+CREATE FUNCTION pgtrickle._capture_current(p_relid oid)
+RETURNS boolean
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+  SELECT coalesce((
+    SELECT ct.captured_attnums = (SELECT array_agg(a.attnum ORDER BY a.attnum) FROM pg_attribute a
+                                   WHERE a.attrelid = p_relid AND a.attnum > 0 AND NOT a.attisdropped)
+      FROM pgtrickle.pgt_change_tracking ct
+     WHERE ct.source_relid = p_relid AND EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = p_relid)), true)
+$$;
+
 -- Marks the stream tables that read p_relid for reinitialization: the plan goes (only a node
 -- can compile a new one; until then refreshes are FULL), needs_reinit makes the next refresh a
 -- REINITIALIZE, and a dropped source puts them in ERROR with the reason as last_error, so no
@@ -172,6 +186,7 @@ AS $fn$
 DECLARE
   v_changes jsonb;
   v_orphans jsonb;
+  v_stale oid[];
   v_running text := current_setting('pgtrickle.ddl_check_running', true);
   o record;
   c record;
@@ -191,9 +206,11 @@ BEGIN
       WHERE d.ddl_fingerprint IS DISTINCT FROM cur.fp),
     (SELECT jsonb_agg(jsonb_build_object('pgt_id', st.pgt_id, 'schema', st.pgt_schema, 'name', st.pgt_name))
        FROM pgtrickle.pgt_stream_tables st
-      WHERE p_origin = 'FINGERPRINT' AND NOT EXISTS (SELECT 1 FROM pg_class k WHERE k.oid = st.pgt_relid))
-    INTO v_changes, v_orphans;
-  IF v_changes IS NULL AND v_orphans IS NULL THEN
+      WHERE p_origin <> 'EVENT_TRIGGER' AND NOT EXISTS (SELECT 1 FROM pg_class k WHERE k.oid = st.pgt_relid)),
+    (SELECT array_agg(ct.source_relid) FROM pgtrickle.pgt_change_tracking ct
+      WHERE NOT pgtrickle._capture_current(ct.source_relid))
+    INTO v_changes, v_orphans, v_stale;
+  IF v_changes IS NULL AND v_orphans IS NULL AND v_stale IS NULL THEN
     RETURN;
   END IF;
 
@@ -267,6 +284,26 @@ BEGIN
     UPDATE pgtrickle.pgt_dependencies d
        SET ddl_fingerprint = c.new, source_name = CASE WHEN v_dropped THEN d.source_name ELSE v_name END
      WHERE d.source_relid = c.relid;
+  END LOOP;
+
+  -- Capture that no longer covers every column, where the fingerprint saw nothing: a stream
+  -- table's storage whose hidden __pgt_ columns a new plan re-created. The compiler plans
+  -- stream tables reading it differentially only over complete capture.
+  FOR c IN SELECT r.relid FROM unnest(v_stale) r(relid)
+            WHERE EXISTS (SELECT 1 FROM pg_class k WHERE k.oid = r.relid)
+              AND NOT pgtrickle._capture_current(r.relid)
+            ORDER BY r.relid LOOP
+    v_name := pgtrickle._relname(c.relid);
+    v_reason := format('change capture of %s rebuilt: its columns changed', v_name);
+    PERFORM pgtrickle._drop_cdc(c.relid);
+    PERFORM pgtrickle._ensure_cdc(c.relid);
+    FOR o IN SELECT * FROM pgtrickle._mark_reinit(c.relid, v_name, v_reason, false, p_origin) LOOP
+      pgt_id := o.pgt_id;
+      stream_table := o.stream_table;
+      source := v_name;
+      reason := v_reason;
+      RETURN NEXT;
+    END LOOP;
   END LOOP;
 
   PERFORM set_config('pgtrickle.ddl_check_running', coalesce(v_running, ''), true);

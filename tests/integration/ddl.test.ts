@@ -333,15 +333,27 @@ describe.each([byEventTrigger, byFingerprint])('DDL tracking through $name', (pa
     );
   });
 
-  it('does not mark a stream table when the stream table it reads gets a new plan', async () => {
+  it('rebuilds the capture of a stream table that gets a new plan, so what reads it can be differential', async () => {
     await sql(`CREATE TABLE chain_src (id int PRIMARY KEY, v int);
                INSERT INTO chain_src SELECT g, g FROM generate_series(1, 10) g`);
     await create('chain_up', 'SELECT id, v FROM chain_src');
-    await create('chain_down', 'SELECT sum(v) AS total FROM chain_up');
-    // Installing a plan drops and re-adds the hidden __pgt_ columns of chain_up.
+    await create('chain_down', 'SELECT sum(v) AS total, count(*) AS n FROM chain_up');
+    // Installing a plan adds the hidden __pgt_ columns to chain_up, which its capture lacks.
     await makeDifferential(client, 'chain_up');
-    await makeDifferential(client, 'chain_up');
-    expect(await path.marks(client)).toEqual([]);
-    expect((await needsReinit('chain_down')).needs_reinit).toBe(false);
+    expect(await path.marks(client)).toEqual([
+      {
+        stream_table: 'public.chain_down',
+        source: 'public.chain_up',
+        reason: 'change capture of public.chain_up rebuilt: its columns changed',
+      },
+    ]);
+    expect((await sql('SELECT * FROM pgtrickle._check_ddl()')).rows).toEqual([]);
+    expect(await makeDifferential(client, 'chain_down')).toMatchObject({ mode: 'DIFFERENTIAL' });
+    await sql('INSERT INTO chain_src VALUES (11, 11); UPDATE chain_src SET v = v * 2 WHERE id < 4');
+    for (const st of ['chain_up', 'chain_down']) {
+      await refresh(st);
+      expect(await lastAction(client, st)).toBe('DIFFERENTIAL');
+      expect(await divergence(client, st)).toBe(0);
+    }
   });
 });
