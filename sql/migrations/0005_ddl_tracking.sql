@@ -187,6 +187,7 @@ DECLARE
   v_changes jsonb;
   v_orphans jsonb;
   v_stale oid[];
+  v_round int;
   v_running text := current_setting('pgtrickle.ddl_check_running', true);
   o record;
   c record;
@@ -196,23 +197,34 @@ DECLARE
   v_parts text;
   v_reason text;
 BEGIN
-  SELECT
-    (SELECT jsonb_agg(jsonb_build_object('pgt_id', d.pgt_id, 'relid', d.source_relid, 'type', d.source_type,
-                                         'name', d.source_name, 'old', d.ddl_fingerprint, 'new', cur.fp))
-       FROM pgtrickle.pgt_dependencies d
-       JOIN (SELECT s.source_relid, coalesce(pgtrickle._source_fingerprint(s.source_relid), 'dropped') AS fp
-               FROM (SELECT DISTINCT x.source_relid FROM pgtrickle.pgt_dependencies x) s) cur
-         ON cur.source_relid = d.source_relid
-      WHERE d.ddl_fingerprint IS DISTINCT FROM cur.fp),
-    (SELECT jsonb_agg(jsonb_build_object('pgt_id', st.pgt_id, 'schema', st.pgt_schema, 'name', st.pgt_name))
-       FROM pgtrickle.pgt_stream_tables st
-      WHERE p_origin <> 'EVENT_TRIGGER' AND NOT EXISTS (SELECT 1 FROM pg_class k WHERE k.oid = st.pgt_relid)),
-    (SELECT array_agg(ct.source_relid) FROM pgtrickle.pgt_change_tracking ct
-      WHERE NOT pgtrickle._capture_current(ct.source_relid))
-    INTO v_changes, v_orphans, v_stale;
-  IF v_changes IS NULL AND v_orphans IS NULL AND v_stale IS NULL THEN
-    RETURN;
-  END IF;
+  -- Several nodes and event triggers may find the same change: one handles it at a time, and
+  -- looks again once it holds the lock. A node does not wait for a lock held by a user's DDL
+  -- transaction; its next round finds what is left.
+  FOR v_round IN 1 .. 2 LOOP
+    SELECT
+      (SELECT jsonb_agg(jsonb_build_object('pgt_id', d.pgt_id, 'relid', d.source_relid, 'type', d.source_type,
+                                           'name', d.source_name, 'old', d.ddl_fingerprint, 'new', cur.fp))
+         FROM pgtrickle.pgt_dependencies d
+         JOIN (SELECT s.source_relid, coalesce(pgtrickle._source_fingerprint(s.source_relid), 'dropped') AS fp
+                 FROM (SELECT DISTINCT x.source_relid FROM pgtrickle.pgt_dependencies x) s) cur
+           ON cur.source_relid = d.source_relid
+        WHERE d.ddl_fingerprint IS DISTINCT FROM cur.fp),
+      (SELECT jsonb_agg(jsonb_build_object('pgt_id', st.pgt_id, 'schema', st.pgt_schema, 'name', st.pgt_name))
+         FROM pgtrickle.pgt_stream_tables st
+        WHERE p_origin <> 'EVENT_TRIGGER' AND NOT EXISTS (SELECT 1 FROM pg_class k WHERE k.oid = st.pgt_relid)),
+      (SELECT array_agg(ct.source_relid) FROM pgtrickle.pgt_change_tracking ct
+        WHERE NOT pgtrickle._capture_current(ct.source_relid))
+      INTO v_changes, v_orphans, v_stale;
+    IF v_changes IS NULL AND v_orphans IS NULL AND v_stale IS NULL THEN
+      RETURN;
+    END IF;
+    EXIT WHEN v_round = 2;
+    IF p_origin = 'EVENT_TRIGGER' THEN
+      PERFORM pg_advisory_xact_lock(hashtext('pgtrickle.check_ddl'));
+    ELSIF NOT pg_try_advisory_xact_lock(hashtext('pgtrickle.check_ddl')) THEN
+      RETURN;
+    END IF;
+  END LOOP;
 
   -- The DDL this check runs (re-generating capture) fires the event triggers again.
   PERFORM set_config('pgtrickle.ddl_check_running', 'on', true);
