@@ -77,7 +77,7 @@ export function loadMigrations(dir: string = migrationsDir()): Migration[] {
 }
 
 /** The newest applied migration, 0 when pgtrickle is not installed. */
-export async function installedVersion(client: pg.ClientBase): Promise<number> {
+export async function installedVersion(client: pg.Pool | pg.ClientBase): Promise<number> {
   const exists = await client.query(
     "SELECT 1 FROM pg_class WHERE oid = to_regclass('pgtrickle.pgt_schema_version')",
   );

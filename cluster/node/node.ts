@@ -13,6 +13,7 @@ import { kvReplicas } from '../../shared/config.js';
 import { PgTrickleError } from '../../shared/errors/index.js';
 import type { Logger } from '../../shared/logger.js';
 import { parseSchedule } from '../../shared/schedule/index.js';
+import { LIBRARY_VERSION } from '../../shared/version.js';
 import { migrate } from '../../sql/migrate.js';
 import { buildDag, type Dag, scheduleOf } from '../dag/index.js';
 import type { NodeMetrics } from '../metrics/index.js';
@@ -34,6 +35,7 @@ import {
   openBucket,
 } from '../nats/index.js';
 import { pendingChanges, readStreamTable, readStreamTables, type StreamTableRow } from './catalog.js';
+import { catalogFit, compareCatalog, expectedCatalogVersion, mismatchMessage } from './catalog-version.js';
 import { Coordinator } from './coordinator.js';
 import { candidates, dispatch, type StreamTableActor } from './dispatch.js';
 import { DueQueue } from './due-queue.js';
@@ -55,8 +57,12 @@ export interface NodeOptions {
   readonly poolSize?: number;
   /** catalog reread even without pg_trickle_catalog notifications, which a lost LISTEN misses */
   readonly catalogRefreshMs?: number;
-  /** wait between checks while the server is a hot standby */
+  /** wait between checks while the server is a hot standby, or the catalog version is not this node's */
   readonly recoveryPollMs?: number;
+  /** apply pending migrations on start (default); when false, wait for `pgtrickle migrate` */
+  readonly migrate?: boolean;
+  /** registration in pgt_nodes, the catalog version check and the DDL fingerprint check */
+  readonly upkeepMs?: number;
   /** replicas of the KV bucket when this node creates it (default: $PGTRICKLE_KV_REPLICAS or 1) */
   readonly kvReplicas?: number;
   /** Prometheus series and readiness, served by cluster/metrics */
@@ -70,6 +76,8 @@ const DEFAULTS = {
   tickMs: 100,
   poolSize: 8,
   recoveryPollMs: 5_000,
+  upkeepMs: 5_000,
+  historyCleanupMs: 24 * 60 * 60 * 1000,
 };
 
 interface Held {
@@ -134,6 +142,9 @@ export class RefreshNode {
   private reconcileAgain = false;
   private catalogLoading: Promise<void> | undefined;
   private ticking = false;
+  /** the WARNING while the catalog version is not the one this node expects; no refreshes then */
+  private catalogMismatch: string | undefined;
+  private historyCleanedAt = 0;
   private stopping = false;
   private draining = false;
   /** migrations ran and the node joined: what /readyz reports */
@@ -168,16 +179,10 @@ export class RefreshNode {
     });
     await this.waitForPrimary(pool);
     if (this.stopping) return;
-    const client = await pool.connect();
-    try {
-      const result = await migrate(client, {
-        onApplied: (m) => this.log.info({ version: m.version }, 'applied migration'),
-      });
-      this.db = (await client.query<{ db: string }>('SELECT current_database() AS db')).rows[0]?.db ?? '';
-      this.log.info({ version: result.version, db: this.db }, 'catalog ready');
-    } finally {
-      client.release();
-    }
+    await this.prepareCatalog(pool);
+    if (this.stopping) return;
+    this.db = (await pool.query<{ db: string }>('SELECT current_database() AS db')).rows[0]?.db ?? '';
+    await this.register(true);
 
     this.nc = await connect({ servers: [...this.options.natsUrls], name: `pgtrickle ${this.id}` });
     this.kv = await openBucket(this.nc, bucketName(this.db), {
@@ -226,6 +231,7 @@ export class RefreshNode {
     });
     this.every(this.heartbeatMs, () => this.heartbeat());
     this.every(this.options.catalogRefreshMs ?? pooler.catalogRefreshMs, () => this.loadCatalog());
+    this.every(this.options.upkeepMs ?? DEFAULTS.upkeepMs, () => this.upkeep());
     this.scheduleTick();
     this.ready = true;
     this.log.info(
@@ -287,6 +293,72 @@ export class RefreshNode {
       if (!rows[0]?.r || this.stopping) return;
       this.log.warn('pgtrickle node skipped: server is in recovery mode');
       await sleep(this.options.recoveryPollMs ?? DEFAULTS.recoveryPollMs);
+    }
+  }
+
+  // Migrates when allowed; otherwise, or when the catalog is newer than this node, warns with both
+  // versions and waits without refreshing anything until they agree.
+  private async prepareCatalog(pool: pg.Pool): Promise<void> {
+    const expected = expectedCatalogVersion();
+    let warned = '';
+    while (!this.stopping) {
+      let current = await catalogFit(pool, expected);
+      if (current.kind === 'behind' && this.options.migrate !== false) {
+        const client = await pool.connect();
+        try {
+          await migrate(client, {
+            onApplied: (m) => this.log.info({ version: m.version }, 'applied migration'),
+          });
+        } finally {
+          client.release();
+        }
+        current = await catalogFit(pool, expected);
+      }
+      if (current.kind === 'current') {
+        this.log.info({ version: current.version }, 'catalog ready');
+        return;
+      }
+      const message = mismatchMessage(current, LIBRARY_VERSION);
+      if (message !== warned) this.log.warn({ installed: current.installed, expected }, message);
+      warned = message;
+      await sleep(this.options.recoveryPollMs ?? DEFAULTS.recoveryPollMs);
+    }
+  }
+
+  /** Records this node in pgt_nodes; the answer is the catalog version, checked on every call. */
+  private async register(starting: boolean): Promise<void> {
+    const pool = this.pool;
+    if (!pool) return;
+    const { rows } = await pool.query<{ v: string }>('SELECT pgtrickle._register_node($1, $2, $3) AS v', [
+      this.id,
+      LIBRARY_VERSION,
+      starting,
+    ]);
+    const current = compareCatalog(Number(rows[0]?.v), expectedCatalogVersion());
+    const mismatch = current.kind === 'current' ? undefined : mismatchMessage(current, LIBRARY_VERSION);
+    if (mismatch !== undefined && mismatch !== this.catalogMismatch) this.log.warn(mismatch);
+    if (mismatch === undefined && this.catalogMismatch !== undefined)
+      this.log.info('catalog version agrees again');
+    this.catalogMismatch = mismatch;
+  }
+
+  // The fingerprint check finds DDL that no event trigger reported (managed PostgreSQL); a marked
+  // stream table is then reloaded and reinitialized by its actor. History is trimmed daily.
+  private async upkeep(): Promise<void> {
+    const pool = this.pool;
+    if (!pool) return;
+    await this.register(false);
+    if (this.catalogMismatch !== undefined) return;
+    const { rows } = await pool.query<{ stream_table: string; reason: string }>(
+      'SELECT stream_table, reason FROM pgtrickle._check_ddl()',
+    );
+    for (const r of rows)
+      this.log.warn({ st: r.stream_table }, `stream table marked for reinit: ${r.reason}`);
+    if (rows.length > 0) await this.loadCatalog();
+    if (Date.now() - this.historyCleanedAt >= DEFAULTS.historyCleanupMs) {
+      const { rows: cleaned } = await pool.query<{ n: string }>('SELECT pgtrickle.cleanup_history() AS n');
+      this.historyCleanedAt = Date.now();
+      this.log.info({ rows: Number(cleaned[0]?.n ?? 0) }, 'refresh history trimmed');
     }
   }
 
@@ -605,7 +677,7 @@ export class RefreshNode {
   // Work proportional to what is due: the queue hands out the due and the parked ids, one query
   // tells which of them have changes, and only those actors hear about it.
   private async tick(): Promise<void> {
-    if (this.ticking || this.stopping || !this.pool) return;
+    if (this.ticking || this.stopping || !this.pool || this.catalogMismatch !== undefined) return;
     this.ticking = true;
     try {
       const due = this.queue.popDue(Date.now()).filter((id) => this.held.has(id));
