@@ -4,7 +4,7 @@
 import type { QueryOp } from '../analyze.js';
 import { and, clone, expr, type Node, resTarget, type SelectStmt } from '../ast.js';
 import { UnsupportedConstruct } from '../errors.js';
-import { groupedArms } from './grouped.js';
+import { groupedArms, groupedOld } from './grouped.js';
 import { type Guard, guardSql } from './guard.js';
 import type { Sources } from './sources.js';
 import { fromListSide, type Variant } from './variants.js';
@@ -67,6 +67,7 @@ export function queryOld(op: QueryOp, sources: Sources, targets: Targets): (() =
           }));
     }
     case 'aggregate':
+      return groupedOld(op, sources, targets);
     case 'distinct':
       return undefined;
     default: {

@@ -20,7 +20,7 @@ import {
 import { UnsupportedConstruct } from '../errors.js';
 import { groupKeys, mapChildren } from './aggregate.js';
 import { type Arm, queryArms, type Targets } from './arms.js';
-import { anyOf, guardSql } from './guard.js';
+import { anyOf, type Guard, guardSql } from './guard.js';
 import { targetName } from './names.js';
 import type { Sources } from './sources.js';
 import { fromListSide } from './variants.js';
@@ -30,6 +30,47 @@ type Aggregate = Extract<QueryOp, { kind: 'aggregate' }>;
 const col = (i: number) => `__pgt_c${i}`;
 
 export function groupedArms(op: Aggregate, sources: Sources, targets: Targets): Arm[] {
+  const delta = groupedDelta(op, sources, targets);
+  if (!delta) return [];
+  const columns = [...delta.names.map((n) => `${delta.cte}.${ident(n)}`), `${delta.cte}.__pgt_w`];
+  return [
+    {
+      stmt: parsed(`SELECT ${columns.join(', ')} FROM ${delta.cte} WHERE ${guardSql(delta.guard)}`),
+      guard: delta.guard,
+    },
+  ];
+}
+
+/** The groups as they were: now (+1) minus their delta, a weighted relation like a scan's previous state. */
+export function groupedOld(op: Aggregate, sources: Sources, targets: Targets): () => SelectStmt {
+  return () => {
+    const { withClause: _w, sortClause: _s, ...block } = op.stmt;
+    const renamed = targets(op.stmt, block.targetList ?? []);
+    const now: SelectStmt = {
+      ...block,
+      fromClause: fromListSide(op.from, sources).cur,
+      targetList: [...renamed, resTarget(expr('1'), '__pgt_w')],
+    };
+    const delta = groupedDelta(op, sources, targets);
+    if (!delta) return now;
+    const names = renamed.map(targetName).map(ident);
+    return parsed(`SELECT * FROM (${deparse({ SelectStmt: now })}) __pgt_q
+      UNION ALL SELECT ${[...names, '-__pgt_w'].join(', ')} FROM ${delta.cte}`);
+  };
+}
+
+function parsed(sql: string): SelectStmt {
+  const stmt = selectOf(parseStatements(sql)[0]);
+  if (!stmt) throw new Error('generated SQL is not a SELECT');
+  return stmt;
+}
+
+/** The delta of the groups, defined once in the statement as a CTE of output columns and __pgt_w. */
+function groupedDelta(
+  op: Aggregate,
+  sources: Sources,
+  targets: Targets,
+): { cte: string; names: string[]; guard: Guard } | undefined {
   const { withClause: _w, sortClause: _s, groupClause: _g, havingClause, ...block } = op.stmt;
   const keys = groupKeys(op.stmt, op.groupBy);
   const outputs = op.stmt.targetList ?? [];
@@ -54,7 +95,7 @@ export function groupedArms(op: Aggregate, sources: Sources, targets: Targets): 
     from: op.from,
   };
   const arms = queryArms(input, sources, (_stmt, t) => t);
-  if (arms.length === 0) return [];
+  if (arms.length === 0) return undefined;
 
   const names = targets(op.stmt, outputs).map(targetName);
   const select = outputs.map((t, i) => {
@@ -84,15 +125,13 @@ export function groupedArms(op: Aggregate, sources: Sources, targets: Targets): 
                     UNION ALL SELECT ${cols.join(', ')}, -__pgt_w FROM __pgt_x) __pgt_u
              GROUP BY ${cols.join(', ')}) __pgt_z
       CROSS JOIN LATERAL pg_catalog.generate_series(1, __pgt_z.__pgt_n) WHERE __pgt_z.__pgt_n > 0)`;
-  const guard = anyOf(arms.map((a) => a.guard));
-  const sql = `SELECT ${[...names.map((n) => `__pgt_g.${ident(n)}`), '__pgt_g.__pgt_w'].join(', ')}
-    FROM (WITH __pgt_x AS (${arms.map((a) => deparse({ SelectStmt: a.stmt })).join(' UNION ALL ')}),
+  const sql = deparse({
+    SelectStmt:
+      parsed(`WITH __pgt_x AS (${arms.map((a) => deparse({ SelectStmt: a.stmt })).join(' UNION ALL ')}),
                __pgt_y AS (${deparse({ SelectStmt: current })})
-          ${aggregate('__pgt_y', 1)} UNION ALL ${aggregate(before, -1)}) __pgt_g
-   WHERE ${guardSql(guard)}`;
-  const stmt = selectOf(parseStatements(sql)[0]);
-  if (!stmt) throw new Error('generated SQL is not a SELECT');
-  return [{ stmt, guard }];
+          ${aggregate('__pgt_y', 1)} UNION ALL ${aggregate(before, -1)}`),
+  });
+  return { cte: sources.derived(sql), names, guard: anyOf(arms.map((a) => a.guard)) };
 }
 
 /**

@@ -11,6 +11,25 @@ export interface Source {
 export class Sources {
   readonly #byRelid = new Map<number, Source>();
   readonly #old = new Set<number>();
+  readonly #derived = new Map<string, string>();
+
+  /**
+   * A delta computed once per statement (a grouped subquery's), named by a CTE that every arm
+   * reading it shares. The same SQL text gets the same CTE: a subquery used twice is computed once.
+   */
+  derived(sql: string): string {
+    let name = this.#derived.get(sql);
+    if (!name) {
+      name = derivedCte(this.#derived.size);
+      this.#derived.set(sql, name);
+    }
+    return name;
+  }
+
+  /** The derived deltas in order of definition: each reads only those defined before it. */
+  derivedList(): [name: string, sql: string][] {
+    return [...this.#derived].map(([sql, name]) => [name, sql]);
+  }
 
   use(relation: RelationFacts): Source {
     let source = this.#byRelid.get(relation.relid);
@@ -40,4 +59,5 @@ export class Sources {
 export const changesCte = (i: number): string => `__pgt_c${i}`;
 export const deltaCte = (i: number): string => `__pgt_d${i}`;
 export const oldCte = (i: number): string => `__pgt_o${i}`;
+export const derivedCte = (i: number): string => `__pgt_g${i}`;
 export const changedFlag = (i: number): string => `changed_${i}`;

@@ -28,6 +28,7 @@ export function deltaStatement(used: Sources, arms: Arm[], apply: Apply): string
       ...(used.needsOld(s) ? [[oldCte(s.index), previous(s)] as [string, string]] : []),
     ]),
     ['__pgt_flags', flags(sources)],
+    ...used.derivedList(),
     [
       '__pgt_delta',
       arms.length > 0 ? arms.map((a) => deparse({ SelectStmt: a.stmt })).join(' UNION ALL ') : emptyDelta(),
@@ -36,7 +37,12 @@ export function deltaStatement(used: Sources, arms: Arm[], apply: Apply): string
   ];
   // The consumed changes are read once; their weighted form is cheap to recompute from them, and
   // inlining it into each arm saves writing it out.
-  const materialized = new Set(['__pgt_snap', '__pgt_flags', ...sources.map((s) => changesCte(s.index))]);
+  const materialized = new Set([
+    '__pgt_snap',
+    '__pgt_flags',
+    ...sources.map((s) => changesCte(s.index)),
+    ...used.derivedList().map(([name]) => name),
+  ]);
   const inlined = new Set(sources.flatMap((s) => [deltaCte(s.index), oldCte(s.index)]));
   const withList = ctes
     .map(([name, sql]) => {
