@@ -220,7 +220,7 @@ async function main(): Promise<void> {
     '| stream tables | refreshes per tick | heap p50 ms | heap p99 ms | scan p50 ms | scan p99 ms | p99 scan/heap |\n',
   );
   process.stdout.write('| ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n');
-  for (const size of values.sizes.split(',').map(Number)) {
+  for (const size of values.sizes.split(',').filter(Boolean).map(Number)) {
     const heap = await runScheduler('heap', size, ticks, changeEvery);
     const scan = await runScheduler('scan', size, ticks, changeEvery);
     process.stdout.write(
