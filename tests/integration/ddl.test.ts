@@ -247,6 +247,14 @@ describe.each([byEventTrigger, byFingerprint])('DDL tracking through $name', (pa
         WHERE NOT EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = ct.source_relid)`,
     );
     expect(tracked.rows).toEqual([{ n: 0 }]);
+    // A new query over a table that exists brings it back.
+    await sql(`CREATE TABLE back_src (id int PRIMARY KEY); INSERT INTO back_src VALUES (1), (2)`);
+    await sql(`SELECT pgtrickle.alter_stream_table('gone_st', query => 'SELECT id FROM back_src')`);
+    const back = await sql(
+      `SELECT status, last_error FROM pgtrickle.pgt_stream_tables WHERE pgt_name = 'gone_st'`,
+    );
+    expect(back.rows).toEqual([{ status: 'ACTIVE', last_error: null }]);
+    expect(await divergence(client, 'gone_st')).toBe(0);
     await sql(`SELECT pgtrickle.drop_stream_table('gone_st')`);
   });
 
