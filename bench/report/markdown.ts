@@ -25,23 +25,34 @@ function table(head: string[], rows: string[][]): string {
   ].join('\n');
 }
 
-/** A pair's figures: medians over its cycles, ratio of the medians. */
+/**
+ * A pair's figures: medians over its cycles, ratio of the medians. A DIFFERENTIAL refresh
+ * cancelled at the limit counts with the limit as its time, so its ratio is an upper bound.
+ */
 export interface PairFigures {
   fullMs: number;
   diffMs: number;
   ratio: number;
-  /** Every cycle's AUTO refresh ran DIFFERENTIAL. */
+  bounded: boolean;
+  /** Compiled to DIFFERENTIAL, and every completed cycle's AUTO refresh ran DIFFERENTIAL. */
   differential: boolean;
 }
 
 export function pairFigures(r: PairResult): PairFigures {
-  const fullMs = median(r.samples.map((s) => s.fullMs));
-  const diffMs = median(r.samples.map((s) => s.diffMs));
+  const full = r.samples.map((s) => s.fullMs);
+  const diff = r.samples.map((s) => s.diffMs);
+  if (r.overLimit) {
+    full.push(r.overLimit.fullMs);
+    diff.push(r.overLimit.limitMs);
+  }
+  const fullMs = median(full);
+  const diffMs = median(diff);
   return {
     fullMs,
     diffMs,
     ratio: fullMs / diffMs,
-    differential: r.samples.length > 0 && r.samples.every((s) => s.diffAction === 'DIFFERENTIAL'),
+    bounded: r.overLimit !== undefined,
+    differential: r.compiled === 'DIFFERENTIAL' && r.samples.every((s) => s.diffAction === 'DIFFERENTIAL'),
   };
 }
 
@@ -51,7 +62,7 @@ export function pairMedians(results: readonly PairResult[]): {
   all: number;
   n: number;
 } {
-  const figures = results.filter((r) => r.samples.length > 0).map(pairFigures);
+  const figures = results.filter((r) => r.samples.length > 0 || r.overLimit).map(pairFigures);
   const diff = figures.filter((f) => f.differential);
   return {
     differential: median(diff.map((f) => f.ratio)),
@@ -74,8 +85,8 @@ export function pairTable(results: readonly PairResult[]): string {
       compiled,
       actions(r),
       ms(f.fullMs),
-      ms(f.diffMs),
-      ratio(f.ratio),
+      f.bounded ? `≥ ${ms(f.diffMs)}` : ms(f.diffMs),
+      f.bounded ? `≤ ${ratio(f.ratio)}` : ratio(f.ratio),
       count(median(r.samples.map((s) => s.changesConsumed))),
       count(median(r.samples.map((s) => s.rowsChanged))),
       r.divergence === undefined ? '–' : String(r.divergence),
@@ -142,4 +153,4 @@ export function matrixTable(cells: readonly Cell[]): string {
   );
 }
 
-export { ms as formatMs, ratio as formatRatio };
+export { ratio as formatRatio };

@@ -1,7 +1,7 @@
 // FULL and DIFFERENTIAL side by side: each query becomes two stream tables over the same
 // sources, one FULL and one AUTO, so after a change cycle both consume exactly the same changes
 // from the same data; each cycle refreshes the pair back to back and times both.
-import type pg from 'pg';
+import pg from 'pg';
 import { planStreamTable } from '../../cluster/planner/install.js';
 import { ident } from '../../shared/pg/quote.js';
 
@@ -33,6 +33,8 @@ export interface PairResult {
   divergence?: number;
   /** Why the pair stopped early (a refresh over the time limit, an engine error). */
   error?: string;
+  /** The cycle whose DIFFERENTIAL refresh was cancelled at the limit, with its FULL time. */
+  overLimit?: { fullMs: number; limitMs: number };
 }
 
 export interface PairOptions {
@@ -50,6 +52,9 @@ interface History {
   rows_deleted: string | null;
   changes_consumed: string | null;
 }
+
+// SQLSTATE of a statement cancelled by statement_timeout.
+const QUERY_CANCELED = '57014';
 
 const fullName = (id: string) => `${id}_full`;
 const diffName = (id: string) => `${id}_diff`;
@@ -136,16 +141,24 @@ export async function sideBySide(
     for (let cycle = 0; cycle < options.cycles; cycle++) {
       await change(cycle);
       for (const result of live) {
-        try {
-          let diffMs: number;
-          let fullMs: number;
-          if (cycle % 2 === 0) {
-            diffMs = await refresh(client, diffName(result.id));
-            fullMs = await refresh(client, fullName(result.id));
-          } else {
-            fullMs = await refresh(client, fullName(result.id));
-            diffMs = await refresh(client, diffName(result.id));
+        // Both sides run even when one fails, so a DIFFERENTIAL refresh over the limit still
+        // has its FULL time beside it.
+        const names =
+          cycle % 2 === 0
+            ? [diffName(result.id), fullName(result.id)]
+            : [fullName(result.id), diffName(result.id)];
+        const times = new Map<string, number>();
+        let failure: unknown;
+        for (const name of names) {
+          try {
+            times.set(name, await refresh(client, name));
+          } catch (err) {
+            failure ??= err;
           }
+        }
+        const fullMs = times.get(fullName(result.id));
+        const diffMs = times.get(diffName(result.id));
+        if (failure === undefined && fullMs !== undefined && diffMs !== undefined) {
           const h = await lastRefresh(client, diffName(result.id));
           const sample: Sample = {
             fullMs,
@@ -156,12 +169,17 @@ export async function sideBySide(
           };
           result.samples.push(sample);
           options.onSample?.(result.id, sample);
-        } catch (err) {
-          // Unrefreshed stream tables would hold their sources' change buffers for everyone else.
-          result.error = err instanceof Error ? err.message : String(err);
-          live.delete(result);
-          await dropPair(client, result.id);
+          continue;
         }
+        if (failure instanceof pg.DatabaseError && failure.code === QUERY_CANCELED && fullMs !== undefined) {
+          result.overLimit = { fullMs, limitMs: options.timeoutMs };
+          result.error = `DIFF refresh over the ${options.timeoutMs / 1000} s limit in cycle ${cycle + 1}`;
+        } else {
+          result.error = failure instanceof Error ? failure.message : String(failure);
+        }
+        // Unrefreshed stream tables would hold their sources' change buffers for everyone else.
+        live.delete(result);
+        await dropPair(client, result.id);
       }
     }
     const sql = new Map(queries.map((q) => [q.id, q.sql]));
