@@ -2,6 +2,7 @@
 // coordinator, then read through the lookups in lookup.ts.
 import type { ConcreteSchedule, Schedule } from '../../shared/schedule/index.js';
 import { resolveSchedules } from './calculated.js';
+import { diamondGroups } from './diamond.js';
 import { DuplicateStreamTable, UnknownSource } from './errors.js';
 import { sortTopologically } from './topology.js';
 
@@ -10,6 +11,9 @@ export interface DagNode {
   readonly id: string;
   /** ids of the stream tables this one reads; base tables are not part of the DAG */
   readonly sources: readonly string[];
+  /** the other relations it reads (base tables, views…), by any id unique among them: they
+   *  tell diamonds over a base table (diamond.ts) */
+  readonly tables?: readonly string[];
   readonly schedule: Schedule;
 }
 
@@ -25,6 +29,8 @@ export interface Dag {
   readonly position: ReadonlyMap<string, { readonly index: number; readonly wave: number }>;
   /** every schedule made concrete: CALCULATED resolved to an interval */
   readonly schedules: ReadonlyMap<string, ConcreteSchedule>;
+  /** each diamond join's group, upstream first and the diamond join last (diamond.ts) */
+  readonly groups: ReadonlyMap<string, readonly string[]>;
 }
 
 export interface DagOptions {
@@ -62,5 +68,5 @@ export function buildDag(input: readonly DagNode[], options: DagOptions): Dag {
     fallbackMs: options.calculatedFallbackMs ?? DEFAULT_CALCULATED_FALLBACK_MS,
     now: options.now,
   });
-  return { nodes, readers, order, waves, position, schedules };
+  return { nodes, readers, order, waves, position, schedules, groups: diamondGroups(nodes, position) };
 }
