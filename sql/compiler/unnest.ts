@@ -7,6 +7,7 @@ import {
   and,
   clone,
   deparse,
+  expr,
   type Node,
   resTarget,
   type SelectStmt,
@@ -31,7 +32,15 @@ interface Decorrelated {
   stmt: SelectStmt;
   outer: Node[];
   inner: Node[];
+  /** At most one correlation conjunct `inner op outer` with op <, <=, >, >= or <>. */
+  theta?: { op: string; inner: Node; outer: Node };
 }
+
+// The operator with its operands swapped: outer < inner is inner > outer.
+const FLIPPED: Record<string, string> = { '<': '>', '>': '<', '<=': '>=', '>=': '<=', '<>': '<>' };
+
+const NOT_EQUALITY =
+  'a correlated subquery whose correlation is not an equality of an outer and an inner expression';
 
 const COMPARISONS = new Set(['=', '<>', '<', '>', '<=', '>=']);
 // Aggregates whose value on no rows is NULL, as a scalar subquery's is when nothing correlates.
@@ -67,15 +76,18 @@ export function unnest(stmt: SelectStmt, scope: UnnestScope): SelectStmt {
       const name = alias();
       const sub = distinctKeys(keyed, name);
       const on = and(keyed.outer.map((o, i) => equals(o, column(name, key(i))))) as Node;
+      const some = keyed.theta && someDiffers(keyed.theta, name);
       if (!negated) {
         from.push(sub);
-        conditions.push(on);
+        conditions.push(on, ...(some ? [expr(some)] : []));
         continue;
       }
       // The keys are never NULL in the subquery, so a NULL key column means nothing matched.
       const at = itemReferencing(from, keyed.outer);
       from[at] = { JoinExpr: { jointype: 'JOIN_LEFT', larg: from[at], rarg: sub, quals: on } };
-      conditions.push({ NullTest: { arg: column(name, key(0)), nulltesttype: 'IS_NULL' } });
+      const unmatched = `${name}.${key(0)} IS NULL`;
+      // An unknown comparison (a NULL outer value) is no match, so NOT EXISTS holds.
+      conditions.push(expr(some ? `${unmatched} OR NOT coalesce(${some}, false)` : unmatched));
       continue;
     }
     const correlatedAt = correlatedComparison(conjunct);
@@ -83,7 +95,7 @@ export function unnest(stmt: SelectStmt, scope: UnnestScope): SelectStmt {
       mapSubLinks(conjunct, (l) => {
         if (l.subLinkType !== 'EXPR_SUBLINK') throw new UnsupportedConstruct(sublinkName(l));
         if (l !== correlatedAt) return scalar(l);
-        const sub = decorrelate(globalAggregate(l, scope));
+        const sub = equalities(decorrelate(globalAggregate(l, scope)));
         if (!nullOnEmpty(targetValue(sub.stmt), scope.facts)) {
           throw new UnsupportedConstruct(
             'a correlated scalar subquery whose value on no rows is not NULL (COUNT, coalesce, CASE)',
@@ -127,7 +139,13 @@ const key = (i: number) => `__pgt_k${i}`;
 function existsKeys(link: SubLinkNode, scope: UnnestScope): Decorrelated {
   const stmt = plainSubquery(link, 'EXISTS', scope);
   const sub = decorrelate(stmt);
-  if (sub.outer.length === 0) throw new UnsupportedConstruct('an uncorrelated EXISTS');
+  if (sub.outer.length === 0) {
+    throw new UnsupportedConstruct(
+      sub.theta
+        ? 'an EXISTS correlated by an inequality alone, without an equality'
+        : 'an uncorrelated EXISTS',
+    );
+  }
   return sub;
 }
 
@@ -154,7 +172,7 @@ function inKeys(link: SubLinkNode, scope: UnnestScope): Decorrelated {
         limitOption: 'LIMIT_OPTION_DEFAULT',
         op: 'SETOP_NONE',
       };
-  const sub = decorrelate(body);
+  const sub = equalities(decorrelate(body));
   const value = targetValue(body);
   return { stmt: sub.stmt, outer: [test, ...sub.outer], inner: [value, ...sub.inner] };
 }
@@ -176,7 +194,7 @@ function checkNotIn(link: SubLinkNode, outerStmt: SelectStmt, scope: UnnestScope
  * per key, so joining it never duplicates an outer row; a NULL key never equals an outer value.
  */
 function distinctKeys(sub: Decorrelated, name: string, value?: Node): Node {
-  const keys = sub.inner;
+  const { inner: keys, theta } = sub;
   const { withClause, sortClause: _s, distinctClause: _d, ...block } = sub.stmt;
   const body: SelectStmt = {
     ...block,
@@ -184,14 +202,58 @@ function distinctKeys(sub: Decorrelated, name: string, value?: Node): Node {
     targetList: [
       ...keys.map((k, i) => resTarget(clone(k), key(i))),
       ...(value ? [resTarget(clone(value), '__pgt_v')] : []),
+      ...(theta
+        ? [resTarget(call('min', theta.inner), '__pgt_lo'), resTarget(call('max', theta.inner), '__pgt_hi')]
+        : []),
     ],
     whereClause: and([
       block.whereClause,
-      ...keys.map((k): Node => ({ NullTest: { arg: clone(k), nulltesttype: 'IS_NOT_NULL' } })),
+      ...[...keys, ...(theta ? [theta.inner] : [])].map(
+        (k): Node => ({ NullTest: { arg: clone(k), nulltesttype: 'IS_NOT_NULL' } }),
+      ),
     ]),
     groupClause: keys.map((k) => clone(k)),
   };
   return derived(body, name);
+}
+
+/**
+ * Whether some row of the group satisfies inner op outer, from the group's extremes of inner
+ * (its NULLs satisfy nothing and are filtered out): some value differs from x when the least or
+ * the greatest does; some value is below x when the least is, above x when the greatest is.
+ */
+function someDiffers(theta: NonNullable<Decorrelated['theta']>, name: string): string {
+  const x = `(${deparse(theta.outer)})`;
+  const lo = `${name}.__pgt_lo`;
+  const hi = `${name}.__pgt_hi`;
+  switch (theta.op) {
+    case '<>':
+      return `(${lo} <> ${x} OR ${hi} <> ${x})`;
+    case '<':
+    case '<=':
+      return `${lo} ${theta.op} ${x}`;
+    case '>':
+    case '>=':
+      return `${hi} ${theta.op} ${x}`;
+    default:
+      throw new UnsupportedConstruct(NOT_EQUALITY);
+  }
+}
+
+/** Only EXISTS and NOT EXISTS test for some row; IN and scalar subqueries need equal keys. */
+function equalities(sub: Decorrelated): Decorrelated {
+  if (sub.theta) throw new UnsupportedConstruct(NOT_EQUALITY);
+  return sub;
+}
+
+function call(name: string, arg: Node): Node {
+  return {
+    FuncCall: {
+      funcname: [{ String: { sval: name } }],
+      args: [clone(arg)],
+      funcformat: 'COERCE_EXPLICIT_CALL',
+    },
+  };
 }
 
 function derived(body: SelectStmt, name: string): Node {
@@ -217,6 +279,7 @@ function decorrelate(stmt: SelectStmt): Decorrelated {
   const outer: Node[] = [];
   const inner: Node[] = [];
   const kept: Node[] = [];
+  let theta: Decorrelated['theta'];
   const isSetOp = stmt.op !== undefined && stmt.op !== 'SETOP_NONE';
   for (const conjunct of isSetOp ? [] : conjuncts(stmt.whereClause)) {
     const counts = refs(conjunct);
@@ -224,26 +287,36 @@ function decorrelate(stmt: SelectStmt): Decorrelated {
       kept.push(conjunct);
       continue;
     }
-    const eq = 'A_Expr' in conjunct ? conjunct.A_Expr : undefined;
-    const sides = eq?.kind === 'AEXPR_OP' && operator(eq.name) === '=' ? [eq.lexpr, eq.rexpr] : [];
-    const [l, r] = sides.map((s) => (s && !hasSubLink(s) ? refs(s) : undefined));
-    if (eq?.lexpr && eq.rexpr && l && r && l.inner + r.outer === 0 && r.inner > 0) {
-      outer.push(eq.lexpr);
-      inner.push(eq.rexpr);
-    } else if (eq?.lexpr && eq.rexpr && l && r && r.inner + l.outer === 0 && l.inner > 0) {
-      outer.push(eq.rexpr);
-      inner.push(eq.lexpr);
-    } else {
+    const cmp = 'A_Expr' in conjunct ? conjunct.A_Expr : undefined;
+    const op = cmp?.kind === 'AEXPR_OP' ? operator(cmp.name) : '';
+    const [l, r] = COMPARISONS.has(op)
+      ? [cmp?.lexpr, cmp?.rexpr].map((s) => (s && !hasSubLink(s) ? refs(s) : undefined))
+      : [];
+    const pair =
+      cmp?.lexpr && cmp.rexpr && l && r
+        ? l.inner + r.outer === 0 && r.inner > 0
+          ? { outer: cmp.lexpr, inner: cmp.rexpr, op: FLIPPED[op] ?? op }
+          : r.inner + l.outer === 0 && l.inner > 0
+            ? { outer: cmp.rexpr, inner: cmp.lexpr, op }
+            : undefined
+        : undefined;
+    if (!pair) throw new UnsupportedConstruct(NOT_EQUALITY);
+    if (pair.op === '=') {
+      outer.push(pair.outer);
+      inner.push(pair.inner);
+    } else if (theta) {
       throw new UnsupportedConstruct(
-        'a correlated subquery whose correlation is not an equality of an outer and an inner expression',
+        'a correlated subquery with more than one inequality between outer and inner',
       );
+    } else {
+      theta = pair;
     }
   }
   const rest: SelectStmt = isSetOp ? stmt : { ...stmt, whereClause: and(kept) };
   if (refs({ ...rest, whereClause: undefined }).outer > 0 || refs(rest.whereClause).outer > 0) {
     throw new UnsupportedConstruct('a correlated subquery with outer references outside its WHERE');
   }
-  return { stmt: rest, outer, inner };
+  return { stmt: rest, outer, inner, ...(theta ? { theta } : {}) };
 }
 
 /** A subquery of EXISTS or IN that is a plain filter over its FROM: no grouping, DISTINCT, set operation or LIMIT. */

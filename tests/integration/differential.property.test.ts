@@ -34,6 +34,9 @@ const SHAPES: Record<string, string> = {
   // Subqueries, rewritten into joins with grouped subqueries: k has NULLs and duplicate rows.
   exists: 'SELECT a.id, a.v FROM a WHERE EXISTS (SELECT 1 FROM b WHERE b.g = a.g AND b.w > 1)',
   not_exists: 'SELECT a.id, a.g FROM a WHERE NOT EXISTS (SELECT 1 FROM k WHERE k.x = a.v)',
+  exists_inequality: 'SELECT a.id FROM a WHERE EXISTS (SELECT 1 FROM a a2 WHERE a2.g = a.g AND a2.v <> a.v)',
+  not_exists_inequality:
+    'SELECT a.id, a.v FROM a WHERE NOT EXISTS (SELECT 1 FROM a a2 WHERE a2.g = a.g AND a2.v > a.v)',
   in_subquery: 'SELECT a.id, a.note FROM a WHERE a.g IN (SELECT k.x FROM k WHERE k.y IS DISTINCT FROM 0)',
   in_grouped_subquery: 'SELECT a.id FROM a WHERE a.g IN (SELECT b.g FROM b GROUP BY b.g HAVING count(*) > 1)',
   not_in: 'SELECT b.id, b.w FROM b WHERE b.id NOT IN (SELECT a.id FROM a WHERE a.v > 3)',

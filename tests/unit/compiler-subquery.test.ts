@@ -125,6 +125,26 @@ describe('subqueries in WHERE and HAVING', () => {
     ).toBeUndefined();
   });
 
+  it('tests EXISTS with one inequality by the extremes of the group: some value differs when the least or greatest does', () => {
+    expect(
+      rewritten(
+        'SELECT o.id FROM public.orders o WHERE EXISTS (SELECT 1 FROM public.orders o2 WHERE o2.cid = o.cid AND o2.id <> o.id)',
+      ),
+    ).toBe(
+      'SELECT o.id FROM public.orders AS o, ( SELECT o2.cid AS __pgt_k0, min(o2.id) AS __pgt_lo, max(o2.id) AS __pgt_hi FROM public.orders AS o2 WHERE o2.cid IS NOT NULL AND o2.id IS NOT NULL GROUP BY o2.cid ) AS __pgt_sq0 WHERE o.cid = __pgt_sq0.__pgt_k0 AND (__pgt_sq0.__pgt_lo <> o.id OR __pgt_sq0.__pgt_hi <> o.id)',
+    );
+  });
+
+  it('keeps a row under NOT EXISTS with an inequality when the comparison is unknown (a NULL outer value)', () => {
+    expect(
+      rewritten(
+        'SELECT o.id FROM public.orders o WHERE NOT EXISTS (SELECT 1 FROM public.orders o2 WHERE o2.cid = o.cid AND o.amount < o2.amount)',
+      ),
+    ).toBe(
+      'SELECT o.id FROM public.orders AS o LEFT JOIN ( SELECT o2.cid AS __pgt_k0, min(o2.amount) AS __pgt_lo, max(o2.amount) AS __pgt_hi FROM public.orders AS o2 WHERE o2.cid IS NOT NULL AND o2.amount IS NOT NULL GROUP BY o2.cid ) AS __pgt_sq0 ON o.cid = __pgt_sq0.__pgt_k0 WHERE __pgt_sq0.__pgt_k0 IS NULL OR NOT (COALESCE(__pgt_sq0.__pgt_hi > o.amount, false))',
+    );
+  });
+
   it('cross-joins an uncorrelated scalar aggregate, which has exactly one row even over no rows', () => {
     expect(
       rewritten(
@@ -176,6 +196,18 @@ describe('subqueries in WHERE and HAVING', () => {
     ],
     [
       'SELECT c.id FROM public.customers c WHERE EXISTS (SELECT 1 FROM public.orders o WHERE o.cid <> c.id)',
+      'an EXISTS correlated by an inequality alone, without an equality',
+    ],
+    [
+      'SELECT c.id FROM public.customers c WHERE EXISTS (SELECT 1 FROM public.orders o WHERE o.cid = c.id AND o.id < c.id AND o.amount > c.id)',
+      'a correlated subquery with more than one inequality between outer and inner',
+    ],
+    [
+      'SELECT c.id FROM public.customers c WHERE c.id IN (SELECT o.cid FROM public.orders o WHERE o.id <> c.id)',
+      'a correlated subquery whose correlation is not an equality of an outer and an inner expression',
+    ],
+    [
+      'SELECT c.id FROM public.customers c WHERE EXISTS (SELECT 1 FROM public.orders o WHERE o.cid = c.id OR o.id = c.id)',
       'a correlated subquery whose correlation is not an equality of an outer and an inner expression',
     ],
     [
