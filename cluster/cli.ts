@@ -1,110 +1,55 @@
-// The pgtrickle command line. Exit codes: 0 done, 1 the job failed, 2 the command was wrong.
-import { Command, CommanderError } from 'commander';
-import pg from 'pg';
-import { databaseUrl } from '../shared/config.js';
-import { PgTrickleError } from '../shared/errors/index.js';
-import { createLogger } from '../shared/logger.js';
-import { migrate } from '../sql/migrate.js';
-import { RefreshNode } from './node/index.js';
-import { connectionPoolerMode } from './node/pooler.js';
+// The pgtrickle command line: wiring only, each command lives in cli/<command>.ts.
+// Exit codes: 0 done, 1 the job failed, 2 the command line was wrong.
+import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import { runAlter } from './cli/alter.js';
+import { runCreate } from './cli/create.js';
+import { runDrop } from './cli/drop.js';
+import { EXIT, errorLine } from './cli/errors.js';
+import { runEvents } from './cli/events.js';
+import { runExplain } from './cli/explain.js';
+import { runMigrate } from './cli/migrate.js';
+import { NATS_URL_HELP } from './cli/nats.js';
+import { runNode } from './cli/node.js';
+import { runRefresh } from './cli/refresh.js';
+import { runStatus } from './cli/status.js';
+import { runTop } from './cli/top.js';
 
-interface Output {
-  json: boolean;
-  line(text: string): void;
-  result(value: unknown): void;
-}
+const DATABASE_URL_HELP = 'PostgreSQL connection URL (default: $PGTRICKLE_DATABASE_URL)';
+const JSON_HELP = 'print JSON for programs instead of text';
 
-function output(json: boolean): Output {
-  return {
-    json,
-    line: (text) => {
-      if (!json) process.stdout.write(`${text}\n`);
-    },
-    result: (value) => {
-      if (json) process.stdout.write(`${JSON.stringify(value)}\n`);
-    },
+function oneOf(...allowed: string[]) {
+  return (value: string): string => {
+    const v = value.trim().toUpperCase();
+    if (!allowed.includes(v)) throw new InvalidArgumentError(`Allowed values are ${allowed.join(', ')}.`);
+    return v;
   };
 }
 
-async function runMigrate(opts: { databaseUrl?: string; json?: boolean }): Promise<void> {
-  const out = output(opts.json ?? false);
-  const client = new pg.Client({
-    connectionString: databaseUrl(opts.databaseUrl),
-    application_name: 'pgtrickle migrate',
-  });
-  await client.connect();
-  try {
-    const result = await migrate(client, {
-      onApplied: (m) => out.line(`applied migration ${String(m.version).padStart(4, '0')} ${m.description}`),
-    });
-    out.line(
-      result.applied.length === 0
-        ? `pgtrickle catalog is up to date at version ${result.version}`
-        : `pgtrickle catalog is now at version ${result.version}`,
-    );
-    out.result({ version: result.version, applied: result.applied.map((m) => m.version) });
-  } finally {
-    await client.end();
-  }
+function positive(unit: string) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (!Number.isSafeInteger(n) || n <= 0)
+      throw new InvalidArgumentError(`Expected a positive number of ${unit}.`);
+    return n;
+  };
 }
 
-interface NodeFlags {
-  databaseUrl?: string;
-  natsUrl?: string;
-  nodeId?: string;
-  leaseTtl?: string;
-  tick?: string;
-  poolSize?: string;
-  connectionPoolerMode?: string;
-}
-
-function positiveInt(flag: string, value: string | undefined): number | undefined {
-  if (value === undefined) return undefined;
+function port(value: string): number {
   const n = Number(value);
-  if (!Number.isSafeInteger(n) || n <= 0) {
-    throw new PgTrickleError('CONFIG_INVALID', `${flag} must be a positive integer, got ${value}`);
-  }
+  if (!Number.isSafeInteger(n) || n < 0 || n > 65_535)
+    throw new InvalidArgumentError('Expected a TCP port from 0 (any free port) to 65535.');
   return n;
 }
 
-// Runs until SIGTERM or SIGINT, then hands its stream tables over before it exits.
-async function runNode(opts: NodeFlags): Promise<void> {
-  const natsUrls = (
-    opts.natsUrl ??
-    process.env.PGTRICKLE_NATS_URL ??
-    process.env.NATS_URL ??
-    'nats://127.0.0.1:4222'
-  )
-    .split(',')
-    .map((u) => u.trim())
-    .filter(Boolean);
-  const node = new RefreshNode({
-    databaseUrl: databaseUrl(opts.databaseUrl),
-    natsUrls,
-    logger: createLogger(),
-    nodeId: opts.nodeId,
-    leaseTtlMs: positiveInt('--lease-ttl', opts.leaseTtl),
-    tickMs: positiveInt('--tick', opts.tick),
-    poolSize: positiveInt('--pool-size', opts.poolSize),
-    connectionPoolerMode: connectionPoolerMode(opts.connectionPoolerMode),
-  });
-  const stopped = new Promise<void>((resolve) => {
-    const onSignal = () => {
-      process.off('SIGTERM', onSignal);
-      process.off('SIGINT', onSignal);
-      void node.stop().finally(resolve);
-    };
-    process.on('SIGTERM', onSignal);
-    process.on('SIGINT', onSignal);
-  });
-  try {
-    await node.start();
-  } catch (err) {
-    await node.stop().catch(() => undefined);
-    throw err;
-  }
-  await stopped;
+/** Options every command that talks to PostgreSQL has. */
+function withDatabase(cmd: Command): Command {
+  return cmd.option('--database-url <url>', DATABASE_URL_HELP).option('--json', JSON_HELP);
 }
+
+const modeOption = () =>
+  new Option('--mode <mode>', 'refresh mode: AUTO, FULL or DIFFERENTIAL').argParser(
+    oneOf('AUTO', 'FULL', 'DIFFERENTIAL'),
+  );
 
 export function program(): Command {
   const cli = new Command('pgtrickle')
@@ -112,44 +57,156 @@ export function program(): Command {
     .version(process.env.npm_package_version ?? '0.1.0')
     .exitOverride()
     .showHelpAfterError('(run with --help for usage)');
-  cli
-    .command('migrate')
-    .description('install or upgrade the pgtrickle schema in a database')
-    .option('--database-url <url>', 'PostgreSQL connection URL (default: $PGTRICKLE_DATABASE_URL)')
-    .option('--json', 'print one JSON object instead of text')
-    .action(runMigrate);
+
+  withDatabase(
+    cli.command('migrate').description('install or upgrade the pgtrickle schema in a database'),
+  ).action(runMigrate);
+
   cli
     .command('node')
     .description('run a refresh node: joins the cluster and keeps stream tables fresh until SIGTERM')
-    .option('--database-url <url>', 'PostgreSQL connection URL (default: $PGTRICKLE_DATABASE_URL)')
-    .option(
-      '--nats-url <urls>',
-      'NATS server URLs, comma-separated (default: $PGTRICKLE_NATS_URL, $NATS_URL)',
-    )
+    .option('--database-url <url>', DATABASE_URL_HELP)
+    .option('--nats-url <urls>', NATS_URL_HELP)
     .option('--node-id <id>', 'name of this node in the cluster (default: host-pid-random)')
-    .option('--lease-ttl <ms>', 'a lease not renewed for this long moves to another node (default: 10000)')
-    .option('--tick <ms>', 'scheduler tick (default: 100)')
-    .option('--pool-size <n>', 'database connections for refreshes (default: 8)')
     .option(
-      '--connection-pooler-mode <mode>',
-      'session (default) or transaction: behind PgBouncer in transaction mode no LISTEN, no session state (default: $PGTRICKLE_CONNECTION_POOLER_MODE)',
+      '--lease-ttl <ms>',
+      'a lease not renewed for this long moves to another node (default: 10000)',
+      positive('ms'),
+    )
+    .option('--tick <ms>', 'scheduler tick (default: 100)', positive('ms'))
+    .option('--pool-size <n>', 'database connections for refreshes (default: 8)', positive('connections'))
+    .option('--no-migrate', 'do not apply pending migrations on start: wait for `pgtrickle migrate` instead')
+    .addOption(
+      new Option(
+        '--connection-pooler-mode <mode>',
+        "'transaction' behind PgBouncer in transaction mode: no LISTEN, no session state",
+      )
+        .env('PGTRICKLE_CONNECTION_POOLER_MODE')
+        .choices(['session', 'transaction'])
+        .default('session'),
+    )
+    .addOption(
+      new Option('--metrics-port <port>', 'port of /metrics, /healthz and /readyz; 0 picks a free one')
+        .env('PGTRICKLE_METRICS_PORT')
+        .default(9187)
+        .argParser(port),
+    )
+    .addOption(
+      new Option('--metrics-host <address>', 'address the metrics endpoint binds to')
+        .env('PGTRICKLE_METRICS_HOST')
+        .default('0.0.0.0'),
     )
     .action(runNode);
+
+  withDatabase(
+    cli
+      .command('create')
+      .description('create a stream table and fill it')
+      .argument('<name>', 'stream table name, optionally schema-qualified')
+      .requiredOption('--query <sql>', 'the defining SELECT')
+      .option('--schedule <schedule>', "'30s', '5m', a cron expression, or 'calculated' (default: 1m)")
+      .addOption(modeOption().default(undefined, 'AUTO')),
+  ).action(runCreate);
+
+  withDatabase(
+    cli
+      .command('alter')
+      .description('change the query, schedule, mode or status of a stream table')
+      .argument('<name>', 'stream table name')
+      .option('--query <sql>', 'a new defining SELECT; the table is refilled')
+      .option('--schedule <schedule>', 'a new schedule')
+      .addOption(modeOption())
+      .addOption(
+        new Option('--status <status>', 'ACTIVE or SUSPENDED').argParser(oneOf('ACTIVE', 'SUSPENDED')),
+      ),
+  ).action((name: string, opts, cmd: Command) => {
+    if ([opts.query, opts.schedule, opts.mode, opts.status].every((v) => v === undefined)) {
+      cmd.error('error: alter needs at least one of --query, --schedule, --mode, --status', {
+        exitCode: EXIT.usage,
+        code: 'pgtrickle.nothingToAlter',
+      });
+    }
+    return runAlter(name, opts);
+  });
+
+  withDatabase(
+    cli
+      .command('drop')
+      .description('drop a stream table')
+      .argument('<name>', 'stream table name')
+      .option('--cascade', 'also drop the stream tables that read it'),
+  ).action(runDrop);
+
+  withDatabase(
+    cli
+      .command('refresh')
+      .description('refresh a stream table now and print what the refresh did')
+      .argument('<name>', 'stream table name')
+      .option(
+        '--wait',
+        'if a node is refreshing it, wait for that refresh (NATS event) and ask again, until it is up to date',
+      )
+      .option('--timeout <seconds>', 'give up waiting after this long (default: 60)', positive('seconds'))
+      .option('--nats-url <urls>', NATS_URL_HELP),
+  ).action((name: string, opts) => runRefresh(name, opts, (opts.timeout ?? 60) * 1000));
+
+  withDatabase(
+    cli
+      .command('status')
+      .description('one line per stream table: status, mode, schedule, staleness, last refresh'),
+  ).action(runStatus);
+
+  withDatabase(
+    cli
+      .command('explain')
+      .description('the statement a differential refresh runs (pgtrickle.explain_st)')
+      .argument('<name>', 'stream table name')
+      .option('--analyze', 'run it in a rolled-back subtransaction and print EXPLAIN ANALYZE as JSON'),
+  ).action(runExplain);
+
+  withDatabase(
+    cli
+      .command('events')
+      .description('print refreshed, failed and status events from NATS as they happen, one per line')
+      .argument('[name]', 'only this stream table (default: all of the database)')
+      .option('--nats-url <urls>', NATS_URL_HELP)
+      .option('--count <n>', 'exit after this many events', positive('events')),
+  ).action((name: string | undefined, opts) => runEvents(name, opts, opts.count));
+
+  withDatabase(
+    cli
+      .command('top')
+      .description('full-screen view of stream tables and nodes, updated on every refresh (keys: ? for help)')
+      .option('--nats-url <urls>', NATS_URL_HELP)
+      .option(
+        '--interval <ms>',
+        'poll the catalog this often besides NATS events (default: 2000)',
+        positive('ms'),
+      ),
+  ).action((opts, cmd: Command) => {
+    if (!opts.json && !(process.stdout.isTTY && process.stdin.isTTY)) {
+      cmd.error('error: top needs a terminal; use --json for a snapshot', {
+        exitCode: EXIT.usage,
+        code: 'pgtrickle.notATerminal',
+      });
+    }
+    return runTop(opts, opts.interval ?? 2_000);
+  });
   return cli;
 }
 
 export async function main(argv: string[]): Promise<number> {
   try {
     await program().parseAsync(argv);
-    return 0;
+    return EXIT.ok;
   } catch (err) {
     if (err instanceof CommanderError) {
-      return err.code === 'commander.helpDisplayed' || err.code === 'commander.version' ? 0 : 2;
+      return err.code === 'commander.helpDisplayed' || err.code === 'commander.version'
+        ? EXIT.ok
+        : EXIT.usage;
     }
-    const message = err instanceof Error ? err.message : String(err);
-    process.stderr.write(`pgtrickle: error: ${message}\n`);
-    if (err instanceof PgTrickleError && err.hint) process.stderr.write(`hint: ${err.hint}\n`);
-    return 1;
+    process.stderr.write(`${errorLine(err)}\n`);
+    return EXIT.failed;
   }
 }
 

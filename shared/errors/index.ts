@@ -5,7 +5,8 @@ export type ErrorCode =
   | 'MIGRATION_FILE_INVALID'
   | 'CATALOG_NEWER_THAN_NODE'
   | 'CONFIG_INVALID'
-  | 'NO_DATABASE';
+  | 'NO_DATABASE'
+  | 'COMMAND_FAILED';
 
 export class PgTrickleError extends Error {
   readonly code: ErrorCode;

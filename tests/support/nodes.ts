@@ -49,6 +49,8 @@ export function spawnNode(options: NodeProcessOptions): NodeProcess {
   const env = {
     ...process.env,
     PGTRICKLE_LOG_LEVEL: options.logLevel ?? 'info',
+    // Several nodes share this host: each takes a free port for its metrics endpoint.
+    PGTRICKLE_METRICS_PORT: '0',
     ...(options.kvReplicas ? { PGTRICKLE_KV_REPLICAS: String(options.kvReplicas) } : {}),
   };
   const proc = spawn(process.execPath, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });

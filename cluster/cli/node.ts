@@ -1,0 +1,61 @@
+// `pgtrickle node`: runs a refresh node until SIGTERM or SIGINT, then hands its stream tables over.
+// The metrics endpoint opens first, so probes see the node as alive but not ready while it
+// waits for the database and migrates.
+import { databaseUrl } from '../../shared/config.js';
+import { createLogger } from '../../shared/logger.js';
+import { NodeMetrics, startMetricsServer } from '../metrics/index.js';
+import { RefreshNode } from '../node/index.js';
+import { connectionPoolerMode } from '../node/pooler.js';
+import { natsUrls } from './nats.js';
+
+export interface NodeFlags {
+  databaseUrl?: string;
+  natsUrl?: string;
+  nodeId?: string;
+  leaseTtl?: number;
+  tick?: number;
+  poolSize?: number;
+  connectionPoolerMode?: string;
+  migrate: boolean;
+  metricsPort: number;
+  metricsHost: string;
+}
+
+export async function runNode(opts: NodeFlags): Promise<void> {
+  const logger = createLogger();
+  const metrics = new NodeMetrics();
+  const node = new RefreshNode({
+    databaseUrl: databaseUrl(opts.databaseUrl),
+    natsUrls: natsUrls(opts.natsUrl),
+    logger,
+    nodeId: opts.nodeId,
+    leaseTtlMs: opts.leaseTtl,
+    tickMs: opts.tick,
+    poolSize: opts.poolSize,
+    connectionPoolerMode: connectionPoolerMode(opts.connectionPoolerMode),
+    migrate: opts.migrate,
+    metrics,
+  });
+  const server = await startMetricsServer({ metrics, port: opts.metricsPort, host: opts.metricsHost });
+  logger.info({ node: node.id, host: opts.metricsHost, port: server.port }, 'metrics endpoint listening');
+  const stopped = new Promise<void>((resolve) => {
+    const onSignal = () => {
+      process.off('SIGTERM', onSignal);
+      process.off('SIGINT', onSignal);
+      void node.stop().finally(resolve);
+    };
+    process.on('SIGTERM', onSignal);
+    process.on('SIGINT', onSignal);
+  });
+  try {
+    try {
+      await node.start();
+    } catch (err) {
+      await node.stop().catch(() => undefined);
+      throw err;
+    }
+    await stopped;
+  } finally {
+    await server.close();
+  }
+}
