@@ -7,10 +7,15 @@ import { type MetricsServer, NodeMetrics, startMetricsServer } from '../../clust
 import { RefreshNode } from '../../cluster/node/index.js';
 import { createLogger } from '../../shared/logger.js';
 import { freshDatabase, type TestDatabase } from '../harness/index.js';
+import { migratedDatabase, type TestDb } from '../support/db.js';
+import { logged, spawnNode } from '../support/nodes.js';
 
 const natsUrl = inject('natsUrl');
 
-async function get(server: MetricsServer, path: string): Promise<{ status: number; body: string }> {
+async function get(
+  server: Pick<MetricsServer, 'port'>,
+  path: string,
+): Promise<{ status: number; body: string }> {
   const res = await fetch(`http://127.0.0.1:${server.port}${path}`);
   return { status: res.status, body: await res.text() };
 }
@@ -139,5 +144,40 @@ describe.skipIf(!natsUrl)('the metrics endpoint of a refresh node', () => {
     await node.stop();
     expect(await get(server, '/readyz')).toEqual({ status: 503, body: 'not ready\n' });
     expect(await get(server, '/healthz')).toEqual({ status: 200, body: 'ok\n' });
+  });
+});
+
+describe.skipIf(!natsUrl)('the metrics endpoint of pgtrickle node', () => {
+  let db: TestDb;
+
+  beforeAll(async () => {
+    db = await migratedDatabase();
+  });
+
+  afterAll(async () => {
+    await db?.drop();
+  });
+
+  it('listens before the node starts, becomes ready, and closes when SIGTERM ends the node', async () => {
+    const node = spawnNode({
+      id: 'metrics-cli',
+      databaseUrl: db.url,
+      natsUrls: [natsUrl],
+      leaseTtlMs: 1_500,
+      tickMs: 50,
+    });
+    try {
+      await logged(node, 'metrics endpoint listening', 30_000);
+      const port = Number(node.logs.find((l) => l.msg === 'metrics endpoint listening')?.port);
+      expect(port).toBeGreaterThan(0);
+      await logged(node, 'pgtrickle node started', 30_000);
+      expect(await get({ port }, '/readyz')).toEqual({ status: 200, body: 'ready\n' });
+      expect((await get({ port }, '/metrics')).body).toMatch(/^pgtrickle_node_ready 1$/m);
+      node.signal('SIGTERM');
+      expect(await node.exited).toBe(0);
+      await expect(fetch(`http://127.0.0.1:${port}/healthz`)).rejects.toThrow();
+    } finally {
+      await node.stop();
+    }
   });
 });
