@@ -42,56 +42,79 @@ GRANT SELECT ON pgtrickle.pgt_ddl_events, pgtrickle.pgt_nodes TO PUBLIC;
 -- The fingerprint of one source, NULL when the relation no longer exists. Five parts, each an
 -- md5, so a change can be named: the qualified name; the columns (attnum, name, type, typmod,
 -- collation; dropped ones are absent, pgtrickle's hidden __pgt_ columns are left out because
--- installing a plan re-creates them); the types those columns use, followed through arrays,
--- domains, ranges and composites (enum labels in order, domain NOT NULL and constraints); row
--- security (the RLS flags and every policy with its expressions); a view's definition.
+-- installing a plan re-creates them); the user-defined types those columns use, followed through
+-- arrays, domains, ranges and composites (enum labels in order, domain NOT NULL and constraints;
+-- built-in types cannot change); row security (the RLS flags and every policy with its
+-- expressions); a view's definition. PL/pgSQL so that its plans are kept for the session: the
+-- nodes call it for every source every few seconds. Every lookup is by an indexed oid.
 CREATE FUNCTION pgtrickle._source_fingerprint(p_relid oid)
 RETURNS text
-LANGUAGE sql STABLE
+LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
-AS $$
-  WITH RECURSIVE rel AS (
-    SELECT c.oid, c.relkind, c.relrowsecurity, c.relforcerowsecurity, n.nspname, c.relname
-      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-     WHERE c.oid = p_relid),
-  cols AS (
-    SELECT a.attnum, a.attname, a.atttypid, a.atttypmod, a.attcollation
-      FROM rel JOIN pg_attribute a ON a.attrelid = rel.oid
-     WHERE a.attnum > 0 AND NOT a.attisdropped AND a.attname NOT LIKE '\_\_pgt\_%'),
-  types(oid) AS (
-    SELECT DISTINCT cols.atttypid FROM cols
-    UNION
-    SELECT v.x
-      FROM types JOIN pg_type t ON t.oid = types.oid
+AS $fn$
+DECLARE
+  r record;
+  v_cols text;
+  v_user_types oid[];
+  v_types text;
+  v_rls text;
+BEGIN
+  SELECT c.relkind, c.relrowsecurity, c.relforcerowsecurity, format('%I.%I', n.nspname, c.relname) AS name
+    INTO r
+    FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+   WHERE c.oid = p_relid;
+  IF NOT FOUND THEN
+    RETURN NULL;
+  END IF;
+
+  -- 16384 is FirstNormalObjectId: types below it are built in.
+  SELECT string_agg(format('%s %I %s %s %s', a.attnum, a.attname, a.atttypid, a.atttypmod, a.attcollation),
+                    ',' ORDER BY a.attnum),
+         array_agg(DISTINCT a.atttypid) FILTER (WHERE a.atttypid >= 16384)
+    INTO v_cols, v_user_types
+    FROM pg_attribute a
+   WHERE a.attrelid = p_relid AND a.attnum > 0 AND NOT a.attisdropped AND a.attname NOT LIKE '\_\_pgt\_%';
+
+  IF v_user_types IS NOT NULL THEN
+    WITH RECURSIVE types(oid) AS (
+      SELECT u.oid FROM unnest(v_user_types) u(oid)
+      UNION
+      SELECT v.x
+        FROM types
+       CROSS JOIN LATERAL (SELECT t.typelem, t.typbasetype, t.typtype, t.typrelid FROM pg_type t WHERE t.oid = types.oid) t
+       CROSS JOIN LATERAL (
+         SELECT t.typelem
+         UNION ALL SELECT t.typbasetype
+         UNION ALL SELECT g.rngsubtype FROM pg_range g WHERE g.rngtypid = types.oid
+         UNION ALL SELECT a.atttypid FROM pg_attribute a
+                    WHERE t.typtype = 'c' AND a.attrelid = t.typrelid AND a.attnum > 0 AND NOT a.attisdropped) v(x)
+       WHERE v.x >= 16384)
+    SELECT string_agg(d.line, ';' ORDER BY types.oid)
+      INTO v_types
+      FROM types
      CROSS JOIN LATERAL (
-       SELECT nullif(t.typelem, 0)
-       UNION ALL SELECT nullif(t.typbasetype, 0)
-       UNION ALL SELECT r.rngsubtype FROM pg_range r WHERE r.rngtypid = t.oid
-       UNION ALL SELECT a.atttypid FROM pg_attribute a
-                  WHERE t.typtype = 'c' AND a.attrelid = t.typrelid AND a.attnum > 0 AND NOT a.attisdropped) v(x)
-     WHERE v.x IS NOT NULL)
-  SELECT concat_ws(':',
-    md5(format('%I.%I', rel.nspname, rel.relname)),
-    md5(coalesce((SELECT string_agg(format('%s %I %s %s %s', cols.attnum, cols.attname, cols.atttypid,
-                                           cols.atttypmod, cols.attcollation), ',' ORDER BY cols.attnum)
-                    FROM cols), '')),
-    md5(coalesce((SELECT string_agg(format('%s %s %s %s %s %s [%s] [%s]', t.oid, t.oid::regtype, t.typtype,
-                                           t.typbasetype, t.typtypmod, t.typnotnull,
-                                           (SELECT string_agg(e.enumlabel, ',' ORDER BY e.enumsortorder)
-                                              FROM pg_enum e WHERE e.enumtypid = t.oid),
-                                           (SELECT string_agg(format('%I %s', k.conname, pg_get_constraintdef(k.oid)),
-                                                              ',' ORDER BY k.conname)
-                                              FROM pg_constraint k WHERE k.contypid = t.oid)),
-                                    ';' ORDER BY t.oid)
-                    FROM types JOIN pg_type t ON t.oid = types.oid), '')),
-    md5(format('%s %s [%s]', rel.relrowsecurity, rel.relforcerowsecurity,
-               (SELECT string_agg(format('%I %s %s %s %s %s', p.polname, p.polcmd, p.polpermissive, p.polroles,
-                                         pg_get_expr(p.polqual, p.polrelid), pg_get_expr(p.polwithcheck, p.polrelid)),
-                                  ';' ORDER BY p.polname)
-                  FROM pg_policy p WHERE p.polrelid = rel.oid))),
-    md5(coalesce(CASE WHEN rel.relkind IN ('v', 'm') THEN pg_get_viewdef(rel.oid) END, '')))
-    FROM rel
-$$;
+       SELECT format('%s %s %s %s %s %s [%s] [%s]', t.oid, t.oid::regtype, t.typtype, t.typbasetype, t.typtypmod,
+                     t.typnotnull,
+                     (SELECT string_agg(e.enumlabel, ',' ORDER BY e.enumsortorder) FROM pg_enum e WHERE e.enumtypid = t.oid),
+                     (SELECT string_agg(format('%I %s', k.conname, pg_get_constraintdef(k.oid)), ',' ORDER BY k.conname)
+                        FROM pg_constraint k WHERE k.contypid = t.oid)) AS line
+         FROM pg_type t WHERE t.oid = types.oid) d;
+  END IF;
+
+  SELECT string_agg(format('%I %s %s %s %s %s', p.polname, p.polcmd, p.polpermissive, p.polroles,
+                           pg_get_expr(p.polqual, p.polrelid), pg_get_expr(p.polwithcheck, p.polrelid)),
+                    ';' ORDER BY p.polname)
+    INTO v_rls
+    FROM pg_policy p WHERE p.polrelid = p_relid;
+
+  RETURN concat_ws(':',
+    md5(r.name),
+    md5(coalesce(v_cols, '')),
+    md5(coalesce(v_types, '')),
+    md5(format('%s %s [%s]', r.relrowsecurity, r.relforcerowsecurity, v_rls)),
+    md5(coalesce(CASE WHEN r.relkind IN ('v', 'm') THEN pg_get_viewdef(p_relid) END, '')));
+END
+$fn$;
 
 -- Dependencies are fingerprinted as they are recorded (create, alter), so DDL that follows is
 -- seen even before any node has compiled the stream table.
@@ -201,13 +224,15 @@ BEGIN
   -- looks again once it holds the lock. A node does not wait for a lock held by a user's DDL
   -- transaction; its next round finds what is left.
   FOR v_round IN 1 .. 2 LOOP
+    -- Materialized: each source's fingerprint is computed once, whatever join the planner picks.
+    WITH cur AS MATERIALIZED (
+      SELECT s.source_relid, coalesce(pgtrickle._source_fingerprint(s.source_relid), 'dropped') AS fp
+        FROM (SELECT DISTINCT x.source_relid FROM pgtrickle.pgt_dependencies x) s)
     SELECT
       (SELECT jsonb_agg(jsonb_build_object('pgt_id', d.pgt_id, 'relid', d.source_relid, 'type', d.source_type,
                                            'name', d.source_name, 'old', d.ddl_fingerprint, 'new', cur.fp))
          FROM pgtrickle.pgt_dependencies d
-         JOIN (SELECT s.source_relid, coalesce(pgtrickle._source_fingerprint(s.source_relid), 'dropped') AS fp
-                 FROM (SELECT DISTINCT x.source_relid FROM pgtrickle.pgt_dependencies x) s) cur
-           ON cur.source_relid = d.source_relid
+         JOIN cur ON cur.source_relid = d.source_relid
         WHERE d.ddl_fingerprint IS DISTINCT FROM cur.fp),
       (SELECT jsonb_agg(jsonb_build_object('pgt_id', st.pgt_id, 'schema', st.pgt_schema, 'name', st.pgt_name))
          FROM pgtrickle.pgt_stream_tables st
@@ -353,8 +378,11 @@ LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $fn$
 BEGIN
+  -- Temporary objects (create_stream_table's probe view) are nobody's source.
   IF current_setting('pgtrickle.ddl_check_running', true) = 'on'
-     OR NOT EXISTS (SELECT 1 FROM pgtrickle.pgt_dependencies) THEN
+     OR NOT EXISTS (SELECT 1 FROM pgtrickle.pgt_dependencies)
+     OR NOT EXISTS (SELECT 1 FROM pg_event_trigger_ddl_commands() c
+                     WHERE c.schema_name IS NULL OR c.schema_name NOT LIKE 'pg\_temp%') THEN
     RETURN;
   END IF;
   BEGIN
@@ -375,7 +403,7 @@ BEGIN
   IF current_setting('pgtrickle.ddl_check_running', true) = 'on'
      OR NOT EXISTS (SELECT 1 FROM pgtrickle.pgt_dependencies)
      OR NOT EXISTS (SELECT 1 FROM pg_event_trigger_dropped_objects() o
-                     WHERE o.schema_name IS DISTINCT FROM 'pgtrickle_changes') THEN
+                     WHERE NOT o.is_temporary AND o.schema_name IS DISTINCT FROM 'pgtrickle_changes') THEN
     RETURN;
   END IF;
   BEGIN

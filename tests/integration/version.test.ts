@@ -1,9 +1,10 @@
 // pgtrickle.version() (catalog, node and PostgreSQL versions), node registration, and
 // pgtrickle.migrate(): what it repairs, what it reports, and that a second run changes nothing.
 import { randomBytes } from 'node:crypto';
-import type pg from 'pg';
+import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadMigrations } from '../../sql/migrate.js';
+import { loadMigrations, migrate as migrateCatalog } from '../../sql/migrate.js';
+import { freshDatabase } from '../harness/index.js';
 import {
   divergence,
   footprint,
@@ -183,6 +184,38 @@ describe('migrate()', () => {
       await other.end();
     } finally {
       await db.admin.query(`DROP ROLE ${stranger}`);
+    }
+  });
+});
+
+describe('upgrading to migration 0005', () => {
+  it('fingerprints the sources of existing stream tables, so DDL after the upgrade is found', async () => {
+    const db = await freshDatabase();
+    const client = new pg.Client({ connectionString: db.url });
+    await client.connect();
+    try {
+      const all = loadMigrations();
+      await migrateCatalog(client, { migrations: all.slice(0, 4) });
+      await client.query(`CREATE TABLE old_src (id int PRIMARY KEY, v int);
+        INSERT INTO old_src VALUES (1, 1), (2, 2);
+        SELECT pgtrickle.create_stream_table('old_st', 'SELECT id, v FROM old_src')`);
+      await migrateCatalog(client, { migrations: all });
+      const { rows } = await client.query(
+        'SELECT source_name, ddl_fingerprint IS NOT NULL AS fingerprinted FROM pgtrickle.pgt_dependencies',
+      );
+      expect(rows).toEqual([{ source_name: 'public.old_src', fingerprinted: true }]);
+      await client.query('ALTER TABLE old_src ADD COLUMN w int');
+      const marked = await client.query(
+        `SELECT needs_reinit FROM pgtrickle.pgt_stream_tables WHERE pgt_name = 'old_st'`,
+      );
+      expect(marked.rows).toEqual([{ needs_reinit: true }]);
+      await client.query(
+        `INSERT INTO old_src VALUES (3, 3, 3); SELECT pgtrickle.refresh_stream_table('old_st')`,
+      );
+      expect(await divergence(client, 'old_st')).toBe(0);
+    } finally {
+      await client.end();
+      await db.drop();
     }
   });
 });
