@@ -154,8 +154,8 @@ $$;
 
 -- Marks the stream tables that read p_relid for reinitialization: the plan goes (only a node
 -- can compile a new one; until then refreshes are FULL), needs_reinit makes the next refresh a
--- REINITIALIZE, and a dropped source puts them in ERROR with the reason as last_error, so no
--- scheduler retries a query that cannot run. Stream tables downstream of them are not marked:
+-- REINITIALIZE, and a dropped source puts them in ERROR (unless SUSPENDED) with the reason as
+-- last_error, so no scheduler retries a query that cannot run. Stream tables downstream of them are not marked:
 -- a reinit rewrites the rows through the stream table's own change capture, so they receive it
 -- as ordinary changes.
 CREATE FUNCTION pgtrickle._mark_reinit(p_relid oid, p_source text, p_reason text, p_dropped boolean, p_origin text)
@@ -170,7 +170,7 @@ BEGIN
   FOR st IN
     UPDATE pgtrickle.pgt_stream_tables s
        SET needs_reinit = true, effective_mode = NULL, fallback_reason = NULL, updated_at = now(),
-           status = CASE WHEN p_dropped THEN 'ERROR' ELSE s.status END,
+           status = CASE WHEN p_dropped AND s.status <> 'SUSPENDED' THEN 'ERROR' ELSE s.status END,
            last_error = CASE WHEN p_dropped THEN p_reason ELSE s.last_error END,
            last_error_at = CASE WHEN p_dropped THEN now() ELSE s.last_error_at END
      WHERE s.pgt_id IN (SELECT d.pgt_id FROM pgtrickle.pgt_dependencies d WHERE d.source_relid = p_relid)

@@ -258,6 +258,38 @@ describe.each([byEventTrigger, byFingerprint])('DDL tracking through $name', (pa
     await sql(`SELECT pgtrickle.drop_stream_table('gone_st')`);
   });
 
+  it('DROP TABLE of a stream table’s storage unregisters it at the next check and stops its readers', async () => {
+    await sql(`CREATE TABLE store_src (id int PRIMARY KEY); INSERT INTO store_src VALUES (1), (2)`);
+    await create('store_st', 'SELECT id FROM store_src');
+    await create('store_reader', 'SELECT count(*) AS n FROM store_st');
+    await sql('DROP TABLE store_st');
+    const rows = (await sql('SELECT stream_table, source, reason FROM pgtrickle._check_ddl() ORDER BY 1'))
+      .rows;
+    const unregistered = {
+      stream_table: 'public.store_st',
+      source: 'public.store_st',
+      reason: 'storage table dropped: public.store_st; the stream table was removed from the catalog',
+    };
+    const reader = {
+      stream_table: 'public.store_reader',
+      source: 'public.store_st',
+      reason: 'upstream table dropped: public.store_st',
+    };
+    // With event triggers the reader was marked by the DROP itself.
+    expect(rows).toEqual(path === byEventTrigger ? [unregistered] : [reader, unregistered]);
+    const { rows: left } = await sql(
+      `SELECT pgt_name, status, last_error FROM pgtrickle.pgt_stream_tables WHERE pgt_name LIKE 'store%'`,
+    );
+    expect(left).toEqual([
+      { pgt_name: 'store_reader', status: 'ERROR', last_error: 'upstream table dropped: public.store_st' },
+    ]);
+    const capture = await sql(
+      `SELECT count(*)::int AS n FROM pgtrickle.pgt_change_tracking WHERE source_relid = 'store_src'::regclass`,
+    );
+    expect(capture.rows).toEqual([{ n: 0 }]);
+    await sql(`SELECT pgtrickle.drop_stream_table('store_reader')`);
+  });
+
   it('names a dropped source by OID when its name was never recorded', async () => {
     await sql(`CREATE TABLE anon_src (id int); INSERT INTO anon_src VALUES (1)`);
     await create('anon_st', 'SELECT id FROM anon_src');
