@@ -453,16 +453,6 @@ BEGIN
 END
 $fn$;
 
-DO $do$
-BEGIN
-  IF EXISTS (SELECT 1 FROM pgtrickle._install_event_triggers() t WHERE t.action = 'skipped') THEN
-    RAISE NOTICE 'pgtrickle: DDL event triggers not installed: role % is not a superuser', current_user
-      USING HINT = 'DDL on sources is then found by the refresh nodes'' periodic pgtrickle._check_ddl(); '
-                   'a superuser can add the triggers later with SELECT * FROM pgtrickle.migrate().';
-  END IF;
-END
-$do$;
-
 -- Whether row-level security filters what the stream table's owner reads from a captured
 -- source. Change buffers hold every row of their table and no policy applies to them, so such
 -- a stream table is refreshed in full, where the sources are read as the owner and the policies
@@ -811,3 +801,14 @@ REVOKE ALL ON FUNCTION pgtrickle._ddl_check(text), pgtrickle._mark_reinit(oid, t
 -- Anyone may bring the catalog in line with DDL that already happened (a table owner right after
 -- an ALTER TABLE, without event triggers): it changes only what that DDL made stale.
 GRANT EXECUTE ON FUNCTION pgtrickle._check_ddl() TO PUBLIC;
+
+-- Last, so that the DDL of this migration does not fire them.
+DO $do$
+BEGIN
+  IF EXISTS (SELECT 1 FROM pgtrickle._install_event_triggers() t WHERE t.action = 'skipped') THEN
+    RAISE NOTICE 'pgtrickle: DDL event triggers not installed: role % is not a superuser', current_user
+      USING HINT = 'DDL on sources is then found by the refresh nodes'' periodic pgtrickle._check_ddl(); '
+                   'a superuser can add the triggers later with SELECT * FROM pgtrickle.migrate().';
+  END IF;
+END
+$do$;
