@@ -101,7 +101,7 @@ describe('compiler', () => {
     expect(arms[1]).toContain('1 * c.__pgt_w AS __pgt_w FROM public.orders AS o JOIN __pgt_d1 AS c');
   });
 
-  it('rebuilds a relation as it was from its rows now minus the changes consumed since', () => {
+  it('rebuilds a relation as it was from its rows now plus the consumed changes undone, materialized once', () => {
     const plan = compile(
       facts('SELECT o.id, c.region FROM public.orders o JOIN public.customers c ON o.cid = c.id', [
         'id',
@@ -109,9 +109,11 @@ describe('compiler', () => {
       ]),
     );
     expect(plan.deltaSql).toContain(
+      '__pgt_u1 AS MATERIALIZED (SELECT d."id", d."region", -d.__pgt_w AS __pgt_w FROM __pgt_d1 d)',
+    );
+    expect(plan.deltaSql).toContain(
       `__pgt_o1 AS NOT MATERIALIZED (SELECT t."id", t."region", 1 AS __pgt_w FROM "public"."customers" t
-    UNION ALL SELECT * FROM (SELECT d."id", d."region", -d.__pgt_w AS __pgt_w
-      FROM __pgt_d1 d OFFSET 0) d)`,
+    UNION ALL SELECT * FROM (SELECT * FROM __pgt_u1 OFFSET 0) d)`,
     );
     expect(plan.deltaSql).not.toContain('__pgt_o0');
   });

@@ -12,6 +12,7 @@ import { type Arm, queryArms } from './arms.js';
 import { ROW_ID, rowIdOf } from './multiset.js';
 import type { Sources } from './sources.js';
 import { type Apply, NOT_TRUNCATED } from './statement.js';
+import { touchedGroups } from './touched.js';
 import { fromListSide, renameTargets } from './variants.js';
 
 export interface RootPlan {
@@ -152,10 +153,14 @@ function recompute(op: Extract<QueryOp, { kind: 'aggregate' }>, keys: Node[], ct
   const { withClause: _w, sortClause: _s, ...block } = clone(op.stmt);
   const current = { ...block, fromClause: fromListSide(op.from, ctx.sources).cur };
   const global = keys.length === 0;
-  const matches = keyTexts.map((k, j) => `(${k}) IS NOT DISTINCT FROM __pgt_a.${keyNames[j]}`);
-  const touched = expr(
-    `EXISTS (SELECT 1 FROM __pgt_aff __pgt_a${global ? '' : ` WHERE ${matches.join(' AND ')}`})`,
-  );
+  const touched = global
+    ? expr('EXISTS (SELECT 1 FROM __pgt_aff __pgt_a)')
+    : touchedGroups(
+        keys,
+        keyNames.map((k) => `__pgt_a.${k}`),
+        '__pgt_aff __pgt_a',
+        op,
+      );
   const refill = global
     ? `SELECT q.*, ${rowIdOf([])} FROM (${deparse({ SelectStmt: current })}) q WHERE ${deparse(touched)}`
     : deparse({

@@ -4,8 +4,7 @@
 // netted per distinct input row, so any aggregate, DISTINCT aggregate or HAVING works, and the
 // input needs no previous state of its own (outer joins, nested aggregates).
 import { ident } from '../../../shared/pg/quote.js';
-import { unreachable } from '../../../shared/unreachable.js';
-import type { FromItem, QueryOp } from '../analyze.js';
+import type { QueryOp } from '../analyze.js';
 import {
   and,
   deparse,
@@ -23,6 +22,7 @@ import { type Arm, queryArms, type Targets } from './arms.js';
 import { anyOf, type Guard, guardSql } from './guard.js';
 import { targetName } from './names.js';
 import type { Sources } from './sources.js';
+import { touchedGroups } from './touched.js';
 import { fromListSide } from './variants.js';
 
 type Aggregate = Extract<QueryOp, { kind: 'aggregate' }>;
@@ -117,7 +117,10 @@ function groupedDelta(
     ...block,
     fromClause: fromListSide(op.from, sources).cur,
     targetList: [...refs.values()].map((r, i) => resTarget(r, col(i))),
-    whereClause: and([block.whereClause, global ? undefined : touched(keys, grouped, op)]),
+    whereClause: and([
+      block.whereClause,
+      global ? undefined : touchedGroups(keys, grouped, '__pgt_x __pgt_in', op),
+    ]),
   };
   const before = `(SELECT ${cols.map((c) => `__pgt_z.${c}`).join(', ')}
       FROM (SELECT ${cols.join(', ')}, sum(__pgt_u.__pgt_w) AS __pgt_n
@@ -132,58 +135,4 @@ function groupedDelta(
           ${aggregate('__pgt_y', 1)} UNION ALL ${aggregate(before, -1)}`),
   });
   return { cte: sources.derived(sql), names, guard: anyOf(arms.map((a) => a.guard)) };
-}
-
-/**
- * The input rows of the groups the changes touch. Keys that cannot be NULL take a hashable
- * IN; a NULL key forms a group too, which only IS NOT DISTINCT FROM finds.
- */
-function touched(keys: Node[], grouped: string[], op: Aggregate): Node {
-  const texts = keys.map((k) => `(${deparse(k)})`);
-  const list = (items: string[]) => (items.length === 1 ? items[0] : `(${items.join(', ')})`);
-  const hashed = `${list(texts)} IN (SELECT ${grouped.join(', ')} FROM __pgt_x __pgt_in)`;
-  const nullable = keys.flatMap((k, i) => (nonNull(k, op) ? [] : [texts[i] as string]));
-  if (nullable.length === 0) return expr(hashed);
-  const same = texts.map((t, i) => `${t} IS NOT DISTINCT FROM ${grouped[i]}`);
-  return expr(`(${hashed} OR ((${nullable.map((t) => `${t} IS NULL`).join(' OR ')})
-    AND EXISTS (SELECT FROM __pgt_x __pgt_in WHERE ${same.join(' AND ')})))`);
-}
-
-/** A group key filtered IS NOT NULL, or a primary key column of a relation no outer join null-extends. */
-function nonNull(k: Node, op: Aggregate): boolean {
-  const text = deparse(k);
-  for (const { node } of walk(op.stmt.whereClause)) {
-    const test = (node as { NullTest?: { arg?: Node; nulltesttype?: string } }).NullTest;
-    if (test?.nulltesttype === 'IS_NOT_NULL' && test.arg && deparse(test.arg) === text) {
-      if (isConjunct(op.stmt.whereClause, node as Node)) return true;
-    }
-  }
-  const fields = 'ColumnRef' in k ? (k.ColumnRef.fields ?? []) : [];
-  const [alias, name] = fields.map((f) => ('String' in f ? f.String.sval : undefined));
-  if (fields.length !== 2 || !alias || !name) return false;
-  const visit = (item: FromItem): boolean => {
-    switch (item.kind) {
-      case 'scan':
-        return item.alias === alias && (item.relation.key?.includes(name) ?? false);
-      case 'join':
-        return (
-          ((item.type === 'inner' || item.type === 'left') && visit(item.left)) ||
-          ((item.type === 'inner' || item.type === 'right') && visit(item.right))
-        );
-      case 'subquery':
-      case 'constant':
-        return false;
-      default:
-        return unreachable(item);
-    }
-  };
-  return op.from.some(visit);
-}
-
-function isConjunct(where: Node | undefined, node: Node): boolean {
-  if (!where) return false;
-  if (where === node) return true;
-  return 'BoolExpr' in where && where.BoolExpr.boolop === 'AND_EXPR'
-    ? (where.BoolExpr.args ?? []).some((a) => isConjunct(a, node))
-    : false;
 }

@@ -1,6 +1,7 @@
 // The captured relations a plan reads, numbered in order of first use; the number names the
 // CTEs of the delta statement (__pgt_c<i> consumed changes, __pgt_d<i> weighted rows, __pgt_o<i>
-// the relation as it was at the previous frontier).
+// the relation as it was at the previous frontier, __pgt_u<i> the changes undone); derived
+// deltas, computed once per statement, are __pgt_g<i>.
 import type { RelationFacts } from '../facts.js';
 
 export interface Source {
@@ -59,5 +60,6 @@ export class Sources {
 export const changesCte = (i: number): string => `__pgt_c${i}`;
 export const deltaCte = (i: number): string => `__pgt_d${i}`;
 export const oldCte = (i: number): string => `__pgt_o${i}`;
+export const undoneCte = (i: number): string => `__pgt_u${i}`;
 export const derivedCte = (i: number): string => `__pgt_g${i}`;
 export const changedFlag = (i: number): string => `changed_${i}`;

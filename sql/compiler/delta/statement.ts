@@ -4,7 +4,15 @@
 import { ident, qualified } from '../../../shared/pg/quote.js';
 import { deparse } from '../ast.js';
 import type { Arm } from './arms.js';
-import { changedFlag, changesCte, deltaCte, oldCte, type Source, type Sources } from './sources.js';
+import {
+  changedFlag,
+  changesCte,
+  deltaCte,
+  oldCte,
+  type Source,
+  type Sources,
+  undoneCte,
+} from './sources.js';
 
 export interface Apply {
   /** CTEs after __pgt_delta, in order; they must skip everything when __pgt_flags.truncated. */
@@ -25,7 +33,12 @@ export function deltaStatement(used: Sources, arms: Arm[], apply: Apply): string
     ...sources.flatMap((s): [string, string][] => [
       [changesCte(s.index), consumed(s)],
       [deltaCte(s.index), weighted(s)],
-      ...(used.needsOld(s) ? [[oldCte(s.index), previous(s)] as [string, string]] : []),
+      ...(used.needsOld(s)
+        ? ([
+            [undoneCte(s.index), undone(s)],
+            [oldCte(s.index), previous(s)],
+          ] as [string, string][])
+        : []),
     ]),
     ['__pgt_flags', flags(sources)],
     ...used.derivedList(),
@@ -40,7 +53,7 @@ export function deltaStatement(used: Sources, arms: Arm[], apply: Apply): string
   const materialized = new Set([
     '__pgt_snap',
     '__pgt_flags',
-    ...sources.map((s) => changesCte(s.index)),
+    ...sources.flatMap((s) => [changesCte(s.index), undoneCte(s.index)]),
     ...used.derivedList().map(([name]) => name),
   ]);
   const inlined = new Set(sources.flatMap((s) => [deltaCte(s.index), oldCte(s.index)]));
@@ -82,15 +95,22 @@ function weighted(s: Source): string {
   return `${side('new', 1, `'I', 'U'`)} UNION ALL ${side('old', -1, `'D', 'U'`)}`;
 }
 
-// The relation at the previous frontier: its rows now, minus the changes consumed since, as a
-// weighted relation. Its first branch is the table itself, so a join on it can still probe the
-// table's indexes; OFFSET 0 keeps the changes a subquery, which PostgreSQL can rescan per probe
+// The changes consumed since the previous frontier, undone: each row with its weight negated.
+// Materialized, because a nested loop rescans it once per probe of the previous state, and
+// recomputing it from the buffer rows on every rescan grows with loops times changes.
+function undone(s: Source): string {
+  const names = visibleColumns(s).map((c) => ident(c.name));
+  return `SELECT ${[...names.map((c) => `d.${c}`), '-d.__pgt_w AS __pgt_w'].join(', ')} FROM ${deltaCte(s.index)} d`;
+}
+
+// The relation at the previous frontier: its rows now, plus the undone changes, as a weighted
+// relation. Its first branch is the table itself, so a join on it can still probe the table's
+// indexes; OFFSET 0 keeps the undone changes a subquery, which PostgreSQL can rescan per probe
 // (an appendrel child that is a CTE scan would make the whole relation unparameterizable).
 function previous(s: Source): string {
   const names = visibleColumns(s).map((c) => ident(c.name));
   return `SELECT ${[...names.map((c) => `t.${c}`), '1 AS __pgt_w'].join(', ')} FROM ${qualified(s.relation.schema, s.relation.name)} t
-    UNION ALL SELECT * FROM (SELECT ${[...names.map((c) => `d.${c}`), '-d.__pgt_w AS __pgt_w'].join(', ')}
-      FROM ${deltaCte(s.index)} d OFFSET 0) d`;
+    UNION ALL SELECT * FROM (SELECT * FROM ${undoneCte(s.index)} OFFSET 0) d`;
 }
 
 function visibleColumns(s: Source) {

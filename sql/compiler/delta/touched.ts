@@ -1,0 +1,72 @@
+// Which input rows belong to the groups a delta touches, for the roots and subqueries that
+// recompute those groups. A semi-join on keys that cannot be NULL lets PostgreSQL start from the
+// touched groups and probe the input's indexes; a NULL key forms a group too, which only
+// IS NOT DISTINCT FROM finds, tested only on rows with a NULL key.
+import { unreachable } from '../../../shared/unreachable.js';
+import type { FromItem, QueryOp } from '../analyze.js';
+import { and, deparse, expr, type Node, walk } from '../ast.js';
+
+type Grouped = Extract<QueryOp, { kind: 'aggregate' }>;
+
+/**
+ * The condition on the input of `op` that its group keys are among the touched ones: `touched`
+ * are the key columns of `source` (a FROM item of touched keys), in the order of `keys`.
+ */
+export function touchedGroups(keys: Node[], touched: string[], source: string, op: Grouped): Node {
+  const texts = keys.map((k) => `(${deparse(k)})`);
+  const list = (items: string[]) => (items.length === 1 ? items[0] : `(${items.join(', ')})`);
+  const all = `${list(texts)} IN (SELECT ${touched.join(', ')} FROM ${source})`;
+  const safe = keys.flatMap((k, i) => (nonNull(k, op) ? [i] : []));
+  if (safe.length === keys.length) return expr(all);
+  const nullable = texts.filter((_, i) => !safe.includes(i));
+  const same = texts.map((t, i) => `${t} IS NOT DISTINCT FROM ${touched[i]}`);
+  const any = expr(`(${all} OR ((${nullable.map((t) => `${t} IS NULL`).join(' OR ')})
+    AND EXISTS (SELECT FROM ${source} WHERE ${same.join(' AND ')})))`);
+  // Implied by the test above, and a plain semi-join that can drive an index scan.
+  const prefix =
+    safe.length > 0
+      ? expr(
+          `${list(safe.map((i) => texts[i] as string))} IN (SELECT ${safe.map((i) => touched[i]).join(', ')} FROM ${source})`,
+        )
+      : undefined;
+  return and([prefix, any]) as Node;
+}
+
+/** A group key filtered IS NOT NULL, or a primary key column of a relation no outer join null-extends. */
+function nonNull(k: Node, op: Grouped): boolean {
+  const text = deparse(k);
+  for (const { node } of walk(op.stmt.whereClause)) {
+    const test = (node as { NullTest?: { arg?: Node; nulltesttype?: string } }).NullTest;
+    if (test?.nulltesttype === 'IS_NOT_NULL' && test.arg && deparse(test.arg) === text) {
+      if (isConjunct(op.stmt.whereClause, node as Node)) return true;
+    }
+  }
+  const fields = 'ColumnRef' in k ? (k.ColumnRef.fields ?? []) : [];
+  const [alias, name] = fields.map((f) => ('String' in f ? f.String.sval : undefined));
+  if (fields.length !== 2 || !alias || !name) return false;
+  const visit = (item: FromItem): boolean => {
+    switch (item.kind) {
+      case 'scan':
+        return item.alias === alias && (item.relation.key?.includes(name) ?? false);
+      case 'join':
+        return (
+          ((item.type === 'inner' || item.type === 'left') && visit(item.left)) ||
+          ((item.type === 'inner' || item.type === 'right') && visit(item.right))
+        );
+      case 'subquery':
+      case 'constant':
+        return false;
+      default:
+        return unreachable(item);
+    }
+  };
+  return op.from.some(visit);
+}
+
+function isConjunct(where: Node | undefined, node: Node): boolean {
+  if (!where) return false;
+  if (where === node) return true;
+  return 'BoolExpr' in where && where.BoolExpr.boolop === 'AND_EXPR'
+    ? (where.BoolExpr.args ?? []).some((a) => isConjunct(a, node))
+    : false;
+}
