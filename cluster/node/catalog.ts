@@ -21,6 +21,8 @@ export interface StreamTableRow {
   readonly epoch: number;
   /** ids of the stream tables this one reads */
   readonly sources: readonly string[];
+  /** OIDs of the other relations it reads: with `sources`, they tell diamonds (cluster/dag) */
+  readonly tables: readonly string[];
 }
 
 interface Raw {
@@ -36,6 +38,7 @@ interface Raw {
   consecutive_errors: number;
   fencing_epoch: string;
   sources: string[];
+  tables: string[];
 }
 
 const SQL = `
@@ -46,7 +49,10 @@ const SQL = `
          coalesce((SELECT array_agg(up.pgt_id::text ORDER BY up.pgt_id)
                      FROM pgtrickle.pgt_dependencies d
                      JOIN pgtrickle.pgt_stream_tables up ON up.pgt_relid = d.source_relid
-                    WHERE d.pgt_id = st.pgt_id AND d.source_type = 'STREAM_TABLE'), '{}') AS sources
+                    WHERE d.pgt_id = st.pgt_id AND d.source_type = 'STREAM_TABLE'), '{}') AS sources,
+         coalesce((SELECT array_agg(d.source_relid::text ORDER BY d.source_relid)
+                     FROM pgtrickle.pgt_dependencies d
+                    WHERE d.pgt_id = st.pgt_id AND d.source_type <> 'STREAM_TABLE'), '{}') AS tables
     FROM pgtrickle.pgt_stream_tables st`;
 
 function fromRaw(r: Raw): StreamTableRow {
@@ -64,6 +70,7 @@ function fromRaw(r: Raw): StreamTableRow {
     consecutiveErrors: r.consecutive_errors,
     epoch: Number(r.fencing_epoch),
     sources: r.sources,
+    tables: r.tables,
   };
 }
 

@@ -8,7 +8,12 @@ import type { KV } from '@nats-io/kv';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import pg from 'pg';
 import { createActor } from 'xstate';
-import { dueAt, type StreamTableInput, streamTableMachine } from '../../actors/stream-table/index.js';
+import {
+  dueAt,
+  type RefreshResult,
+  type StreamTableInput,
+  streamTableMachine,
+} from '../../actors/stream-table/index.js';
 import { kvReplicas } from '../../shared/config.js';
 import { PgTrickleError } from '../../shared/errors/index.js';
 import type { Logger } from '../../shared/logger.js';
@@ -425,7 +430,12 @@ export class RefreshNode {
       if (!pool) return;
       const rows = await readStreamTables(pool);
       const now = Date.now();
-      const nodes = rows.map((r) => ({ id: r.id, sources: r.sources, schedule: parseSchedule(r.schedule) }));
+      const nodes = rows.map((r) => ({
+        id: r.id,
+        sources: r.sources,
+        tables: r.tables,
+        schedule: parseSchedule(r.schedule),
+      }));
       let dag: Dag;
       try {
         dag = buildDag(nodes, { now });
@@ -543,11 +553,24 @@ export class RefreshNode {
   private take(row: StreamTableRow, lease: Lease): void {
     const pool = this.pool as pg.Pool;
     const machine = streamTableMachine.provide({
-      actors: refreshActors(pool, this.id, (work) => {
-        this.inFlight.add(work);
-        void work.finally(() => this.inFlight.delete(work)).catch(() => undefined);
-        return work;
-      }),
+      actors: refreshActors(
+        pool,
+        this.id,
+        (work) => {
+          this.inFlight.add(work);
+          void work.finally(() => this.inFlight.delete(work)).catch(() => undefined);
+          return work;
+        },
+        {
+          groupOf: (id) => this.dag?.groups.get(id),
+          memberRefreshed: (id, result) => this.memberRefreshed(id, result),
+          groupSkipped: (id, err) =>
+            this.log.debug(
+              { st: this.catalog.get(id)?.qualifiedName, err: errorFacts(err) },
+              'diamond group skipped',
+            ),
+        },
+      ),
     });
     const input: StreamTableInput = {
       ...this.facts(row),
@@ -561,21 +584,7 @@ export class RefreshNode {
     const actor = createActor(machine, { input });
     const held: Held = { id: row.id, actor, lease, row, status: null, leaving: false };
     this.held.set(row.id, held);
-    actor.on('refreshed', (e) => {
-      if (e.result.action === 'SKIPPED') return;
-      this.options.metrics?.refreshed(`${held.row.schema}.${held.row.name}`, e.result);
-      this.publish({
-        ...this.eventBase(held),
-        type: 'refreshed',
-        action: e.result.action,
-        refresh_id: e.result.refreshId ?? '',
-        rows_inserted: e.result.rowsInserted,
-        rows_deleted: e.result.rowsDeleted,
-        changes_consumed: e.result.changesConsumed ?? null,
-        duration_ms: e.result.durationMs,
-        frontier: e.result.frontier ?? '',
-      });
-    });
+    actor.on('refreshed', (e) => this.refreshed(held.row, held.lease.epoch, e.result));
     actor.on('failed', (e) => {
       const error = errorFacts(e.error);
       this.log.warn(
@@ -641,16 +650,43 @@ export class RefreshNode {
   }
 
   private eventBase(held: Held) {
+    return this.eventBaseOf(held.row, held.lease.epoch);
+  }
+
+  private eventBaseOf(row: StreamTableRow, epoch: number) {
     return {
       v: 1 as const,
       db: this.db,
-      schema: held.row.schema,
-      name: held.row.name,
-      pgt_id: held.id,
+      schema: row.schema,
+      name: row.name,
+      pgt_id: row.id,
       node: this.id,
-      epoch: held.lease.epoch,
+      epoch,
       at: Date.now(),
     };
+  }
+
+  private refreshed(row: StreamTableRow, epoch: number, result: RefreshResult): void {
+    if (result.action === 'SKIPPED') return;
+    this.options.metrics?.refreshed(`${row.schema}.${row.name}`, result);
+    this.publish({
+      ...this.eventBaseOf(row, epoch),
+      type: 'refreshed',
+      action: result.action,
+      refresh_id: result.refreshId ?? '',
+      rows_inserted: result.rowsInserted,
+      rows_deleted: result.rowsDeleted,
+      changes_consumed: result.changesConsumed ?? null,
+      duration_ms: result.durationMs,
+      frontier: result.frontier ?? '',
+    });
+  }
+
+  // A diamond join's group refreshed an upstream member without its lease: epoch 0 says so
+  // (docs/EVENTS.md).
+  private memberRefreshed(id: string, result: RefreshResult): void {
+    const row = this.catalog.get(id);
+    if (row !== undefined) this.refreshed(row, 0, result);
   }
 
   private publish(event: ClusterEvent): void {

@@ -1,6 +1,7 @@
 // The refresh and reinit actors a node provides to the stream-table machine: each one
 // transaction in PostgreSQL (I1) under the node's fencing epoch; SQLSTATE PT001 (a newer
 // epoch was granted) becomes StaleFencingEpoch, on which the machine gives the table up (I3).
+// A diamond join refreshes with its group in one REPEATABLE READ snapshot (cluster/dag/diamond.ts).
 import type pg from 'pg';
 import { fromPromise } from 'xstate';
 import { type RefreshInput, type RefreshResult, StaleFencingEpoch } from '../../actors/stream-table/index.js';
@@ -16,7 +17,26 @@ interface Row {
   duration_ms: number;
 }
 
+interface GroupRow extends Row {
+  pgt_id: string;
+}
+
 const REFRESH_SQL = 'SELECT * FROM pgtrickle._node_refresh($1, $2, $3)';
+const GROUP_SQL = 'SELECT * FROM pgtrickle._node_refresh_group($1::bigint[], $2, $3)';
+
+// A member busy with another refresh (PT003), or refreshed by another session after this
+// transaction's snapshot (40001): the group is not refreshed this time, and is when next due.
+const GROUP_RETRY_CODES = new Set(['PT003', '40001']);
+
+/** How a node tells a diamond join's group, and hears of the group's other refreshes. */
+export interface GroupHooks {
+  /** the group of a diamond join, the diamond join last; undefined for any other stream table */
+  readonly groupOf: (id: string) => readonly string[] | undefined;
+  /** an upstream member's refresh, committed with the diamond join's */
+  readonly memberRefreshed: (id: string, result: RefreshResult) => void;
+  /** the group rolled back for one of GROUP_RETRY_CODES */
+  readonly groupSkipped: (id: string, error: unknown) => void;
+}
 
 function toResult(row: Row | undefined): RefreshResult {
   if (row === undefined) return { action: 'SKIPPED' };
@@ -38,13 +58,55 @@ function fenced(err: unknown, id: string): unknown {
 }
 
 /** One scheduled refresh: `_node_refresh` sets the owner's role and calls `_refresh` in one round trip. */
-export async function refreshOnce(pool: pg.Pool, node: string, input: RefreshInput): Promise<RefreshResult> {
+export async function refreshOnce(
+  pool: pg.Pool,
+  node: string,
+  input: RefreshInput,
+  hooks?: GroupHooks,
+): Promise<RefreshResult> {
+  const group = hooks?.groupOf(input.id);
+  if (hooks !== undefined && group !== undefined && group.length > 1) {
+    return refreshGroup(pool, node, input, group, hooks);
+  }
   try {
     const { rows } = await pool.query<Row>(REFRESH_SQL, [input.id, input.epoch, node]);
     return toResult(rows[0]);
   } catch (err) {
     throw fenced(err, input.id);
   }
+}
+
+// A skipped group is not a failure: the member's own refresh will finish, and the next try
+// usually finds every member free; backing off would only leave the diamond join further behind.
+async function refreshGroup(
+  pool: pg.Pool,
+  node: string,
+  input: RefreshInput,
+  group: readonly string[],
+  hooks: GroupHooks,
+): Promise<RefreshResult> {
+  const client = await pool.connect();
+  let rows: GroupRow[];
+  try {
+    await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ');
+    rows = (await client.query<GroupRow>(GROUP_SQL, [group, input.epoch, node])).rows;
+    await client.query('COMMIT');
+  } catch (err) {
+    await client.query('ROLLBACK').catch(() => undefined);
+    if (GROUP_RETRY_CODES.has(String((err as { code?: unknown } | null)?.code))) {
+      hooks.groupSkipped(input.id, err);
+      return { action: 'SKIPPED' };
+    }
+    throw fenced(err, input.id);
+  } finally {
+    client.release();
+  }
+  let own: GroupRow | undefined;
+  for (const row of rows) {
+    if (row.pgt_id === input.id) own = row;
+    else hooks.memberRefreshed(row.pgt_id, toResult(row));
+  }
+  return toResult(own);
 }
 
 /**
@@ -87,9 +149,12 @@ export function refreshActors(
   pool: pg.Pool,
   node: string,
   track: (work: Promise<RefreshResult>) => Promise<RefreshResult> = (work) => work,
+  hooks?: GroupHooks,
 ) {
   return {
-    refresh: fromPromise<RefreshResult, RefreshInput>(({ input }) => track(refreshOnce(pool, node, input))),
+    refresh: fromPromise<RefreshResult, RefreshInput>(({ input }) =>
+      track(refreshOnce(pool, node, input, hooks)),
+    ),
     reinit: fromPromise<RefreshResult, RefreshInput>(({ input }) => track(reinitOnce(pool, node, input))),
   };
 }
