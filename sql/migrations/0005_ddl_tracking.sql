@@ -138,8 +138,10 @@ UPDATE pgtrickle.pgt_dependencies d
        ddl_fingerprint = pgtrickle._source_fingerprint(d.source_relid)
  WHERE EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid = d.source_relid);
 
--- Whether the change capture of a source still covers exactly its columns (missing capture or
--- a dropped table count as current: there is nothing to rebuild).
+-- Whether the change capture of a source still works and covers exactly its columns: its four
+-- triggers present and enabled (ALTER TABLE … DISABLE TRIGGER would lose changes silently), and
+-- the captured columns those of the table. Missing capture or a dropped table count as current:
+-- there is nothing to rebuild.
 CREATE FUNCTION pgtrickle._capture_current(p_relid oid)
 RETURNS boolean
 LANGUAGE sql STABLE
@@ -148,6 +150,9 @@ AS $$
   SELECT coalesce((
     SELECT ct.captured_attnums = (SELECT array_agg(a.attnum ORDER BY a.attnum) FROM pg_attribute a
                                    WHERE a.attrelid = p_relid AND a.attnum > 0 AND NOT a.attisdropped)
+       AND (SELECT count(*) FROM pg_trigger t
+             WHERE t.tgrelid = p_relid AND t.tgenabled <> 'D'
+               AND t.tgname IN ('pgtrickle_cdc_ins', 'pgtrickle_cdc_upd', 'pgtrickle_cdc_del', 'pgtrickle_cdc_trunc')) = 4
       FROM pgtrickle.pgt_change_tracking ct
      WHERE ct.source_relid = p_relid AND EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = p_relid)), true)
 $$;
@@ -323,15 +328,23 @@ BEGIN
      WHERE d.source_relid = c.relid;
   END LOOP;
 
-  -- Capture that no longer covers every column, where the fingerprint saw nothing: a stream
-  -- table's storage whose hidden __pgt_ columns a new plan re-created. The compiler plans
-  -- stream tables reading it differentially only over complete capture.
-  FOR c IN SELECT r.relid FROM unnest(v_stale) r(relid)
+  -- Capture that no longer works or covers every column, where the fingerprint saw nothing: a
+  -- capture trigger disabled or dropped, or a stream table's storage whose hidden __pgt_ columns
+  -- a new plan re-created (the compiler plans the stream tables reading it differentially only
+  -- over complete capture). Changes may have been missed, so the readers are reinitialized.
+  FOR c IN SELECT r.relid,
+                  ct.captured_attnums = (SELECT array_agg(a.attnum ORDER BY a.attnum) FROM pg_attribute a
+                                          WHERE a.attrelid = r.relid AND a.attnum > 0 AND NOT a.attisdropped)
+                    AS same_columns
+             FROM unnest(v_stale) r(relid)
+             JOIN pgtrickle.pgt_change_tracking ct ON ct.source_relid = r.relid
             WHERE EXISTS (SELECT 1 FROM pg_class k WHERE k.oid = r.relid)
               AND NOT pgtrickle._capture_current(r.relid)
             ORDER BY r.relid LOOP
     v_name := pgtrickle._relname(c.relid);
-    v_reason := format('change capture of %s rebuilt: its columns changed', v_name);
+    v_reason := format('change capture of %s rebuilt: %s', v_name,
+                       CASE WHEN c.same_columns THEN 'a capture trigger was disabled or dropped'
+                            ELSE 'its columns changed' END);
     PERFORM pgtrickle._drop_cdc(c.relid);
     PERFORM pgtrickle._ensure_cdc(c.relid);
     FOR o IN SELECT * FROM pgtrickle._mark_reinit(c.relid, v_name, v_reason, false, p_origin) LOOP

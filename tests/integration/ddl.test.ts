@@ -290,6 +290,33 @@ describe.each([byEventTrigger, byFingerprint])('DDL tracking through $name', (pa
     await sql(`SELECT pgtrickle.drop_stream_table('store_reader')`);
   });
 
+  it('ALTER TABLE DISABLE TRIGGER on a source restores its capture and rebuilds what missed changes', async () => {
+    await sql(`CREATE TABLE trig_src (id int PRIMARY KEY, v int);
+               INSERT INTO trig_src SELECT g, g FROM generate_series(1, 10) g`);
+    await create('trig_st', 'SELECT id, v FROM trig_src');
+    await makeDifferential(client, 'trig_st');
+    await sql('ALTER TABLE trig_src DISABLE TRIGGER USER');
+    if (path === byFingerprint) {
+      // Unseen until the check: these changes are not captured.
+      await sql('INSERT INTO trig_src VALUES (11, 11); DELETE FROM trig_src WHERE id = 1');
+    }
+    expect(await path.marks(client)).toEqual([
+      {
+        stream_table: 'public.trig_st',
+        source: 'public.trig_src',
+        reason: 'change capture of public.trig_src rebuilt: a capture trigger was disabled or dropped',
+      },
+    ]);
+    const { rows } = await sql(`SELECT count(*)::int AS n FROM pg_trigger
+      WHERE tgrelid = 'trig_src'::regclass AND tgname LIKE 'pgtrickle_cdc_%' AND tgenabled <> 'D'`);
+    expect(rows).toEqual([{ n: 4 }]);
+    await expectRecovers(
+      'trig_st',
+      'INSERT INTO trig_src VALUES (12, 12)',
+      'UPDATE trig_src SET v = 0 WHERE id = 2',
+    );
+  });
+
   it('names a dropped source by OID when its name was never recorded', async () => {
     await sql(`CREATE TABLE anon_src (id int); INSERT INTO anon_src VALUES (1)`);
     await create('anon_st', 'SELECT id FROM anon_src');

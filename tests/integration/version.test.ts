@@ -127,6 +127,10 @@ describe('migrate()', () => {
     const hidden = await db.admin.query<{ name: string }>(
       `SELECT hidden_columns->0->>'name' AS name FROM pgtrickle.pgt_plans WHERE pgt_id = pgtrickle._resolve('st3')`,
     );
+    // With event triggers the DROP TRIGGER would be repaired at once; as on managed PostgreSQL:
+    await db.admin.query(
+      'ALTER EVENT TRIGGER pgtrickle_ddl_end DISABLE; ALTER EVENT TRIGGER pgtrickle_sql_drop DISABLE',
+    );
     await db.admin.query(`DROP TRIGGER pgtrickle_cdc_ins ON src1;
       REVOKE SELECT ON pgtrickle_changes.${rows[0]?.buffer} FROM ${owner};
       ALTER TABLE st3 DROP COLUMN ${hidden.rows[0]?.name}`);
@@ -141,6 +145,9 @@ describe('migrate()', () => {
       { object: 'plan of public.st2', action: 'granted' },
       { object: 'plan of public.st3', action: 'replan_requested' },
     ]);
+    await db.admin.query(
+      'ALTER EVENT TRIGGER pgtrickle_ddl_end ENABLE; ALTER EVENT TRIGGER pgtrickle_sql_drop ENABLE',
+    );
     expect(await footprint(db.admin)).toEqual(before);
 
     await db.admin.query('INSERT INTO src1 VALUES (22, 22); UPDATE src2 SET v = v + 1 WHERE id < 10');
