@@ -38,6 +38,8 @@ export interface CoordinatorOptions {
   readonly maxMoves?: number;
   /** grants written at once */
   readonly parallelGrants?: number;
+  /** longest wait of a grant for a stream table's row lock (default: a sixth of the TTL) */
+  readonly grantLockTimeoutMs?: number;
 }
 
 export class Coordinator {
@@ -134,11 +136,15 @@ export class Coordinator {
       await Promise.all(
         grants.slice(i, i + parallel).map(async (grant) => {
           // The epoch first: once it is in the catalog, the previous holder cannot commit (I3).
-          const { rows } = await pool.query<{ epoch: string | null }>(
-            'SELECT pgtrickle._grant_epoch($1)::text AS epoch',
-            [grant.id],
+          const epoch = await grantEpoch(
+            pool,
+            grant.id,
+            this.options.grantLockTimeoutMs ?? Math.max(50, Math.floor(leaseTtlMs / 6)),
           );
-          const epoch = rows[0]?.epoch;
+          if (epoch === 'busy') {
+            log.info({ st: grant.id, to: grant.to }, 'lease grant waits for a refresh in progress');
+            return;
+          }
           if (epoch === null || epoch === undefined) return;
           const previous = leases.get(grant.id);
           const lease = await leaseStore.write(
@@ -161,5 +167,33 @@ export class Coordinator {
     for (const [id, lease] of leases) {
       if (!inCatalog.has(id)) await leaseStore.remove(leaseKey(id), lease.revision).catch(() => false);
     }
+  }
+}
+
+/**
+ * Bumps the fencing epoch, waiting at most `lockTimeoutMs` for the stream table's row lock.
+ * The lock belongs to a refresh in progress, which may be an orphaned backend of a dead node:
+ * it holds the lock as long as its refresh runs, or, if its host vanished mid-transaction,
+ * until TCP keepalive tells PostgreSQL. A round that waited for it would hold up this node's
+ * heartbeat and lease renewals (they run in the same loop), so a busy row is retried next round.
+ * lock_timeout is set for this transaction only: nothing is left in a pooled session.
+ */
+async function grantEpoch(pool: pg.Pool, id: string, lockTimeoutMs: number): Promise<string | null | 'busy'> {
+  const client = await pool.connect();
+  try {
+    await client.query('BEGIN');
+    await client.query("SELECT set_config('lock_timeout', $1, true)", [`${lockTimeoutMs}ms`]);
+    const { rows } = await client.query<{ epoch: string | null }>(
+      'SELECT pgtrickle._grant_epoch($1)::text AS epoch',
+      [id],
+    );
+    await client.query('COMMIT');
+    return rows[0]?.epoch ?? null;
+  } catch (err) {
+    await client.query('ROLLBACK').catch(() => undefined);
+    if ((err as { code?: unknown } | null)?.code === '55P03') return 'busy';
+    throw err;
+  } finally {
+    client.release();
   }
 }

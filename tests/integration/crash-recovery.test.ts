@@ -1,10 +1,13 @@
 // Crash recovery with real processes: a node SIGKILLed while its backend is inside a refresh,
 // and a refreshing backend ended with pg_terminate_backend(). A refresh is caught reliably by
 // holding a lock on the stream table's storage: the node's backend then waits inside
-// `_node_refresh`, holding the stream table's catalog row lock (I1), to apply its delta. Checked afterwards: no stream table is left in a
-// refreshing or failed state, no backend, row lock or advisory lock of the dead node lingers,
+// `_node_refresh`, holding the stream table's catalog row lock (I1), to apply its delta.
+// Checked afterwards: no stream table is left in a refreshing or failed state, no backend, row
+// lock or advisory lock of the dead node lingers,
 // no NATS KV entry names it once the lease TTL has passed, the next refresh comes within the
-// lease TTL plus a coordinator round and a tick, and the oracle (I5) holds.
+// lease TTL plus a coordinator round and a tick, and the oracle (I5) holds. A dead node's backend
+// that keeps a catalog row lock delays only that stream table's regrant, not the coordinator's
+// heartbeat and renewals.
 import { type KV, Kvm } from '@nats-io/kv';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import type pg from 'pg';
@@ -294,4 +297,81 @@ describe('crash recovery of refresh nodes', () => {
     expect(gone).toEqual([]);
     await expect.poll(() => divergence(db.admin, 'slow'), { timeout: 10_000, interval: 100 }).toBe(0);
   }, 30_000);
+
+  it('keeps the coordinator and the survivor alive while a dead node’s backend holds a catalog row lock', async () => {
+    // A backend of a dead node that keeps its refresh's row lock (a long refresh, or a host that
+    // vanished mid-transaction, which PostgreSQL notices only by TCP keepalive) is played by
+    // this test's own transaction. The regrant must wait for it without stalling anything else.
+    const survivor = [...nodes.values()][0] as NodeProcess;
+    const doomed = spawnNode({
+      id: 'crash3',
+      databaseUrl: db.url,
+      natsUrls: nats.urls,
+      leaseTtlMs: LEASE_TTL_MS,
+      tickMs: TICK_MS,
+    });
+    nodes.set(doomed.id, doomed);
+    await logged(doomed, 'pgtrickle node started', 30_000);
+    const store = new NatsLeaseStore(kv);
+    const names = new Map(
+      (
+        await db.admin.query<{ id: string; name: string }>(
+          'SELECT pgt_id::text AS id, pgt_name AS name FROM pgtrickle.pgt_stream_tables',
+        )
+      ).rows.map((r) => [r.id, r.name]),
+    );
+    // The coordinator evens the two stream tables out: one moves to the new node.
+    let moved: string | undefined;
+    const deadline = Date.now() + 15_000;
+    while (moved === undefined && Date.now() < deadline) {
+      for (const id of names.keys()) {
+        const lease = await store.read(leaseKey(id));
+        if (lease?.holder === doomed.id) moved = id;
+      }
+      if (moved === undefined) await sleep(100);
+    }
+    expect(moved, 'a stream table placed on crash3').toBeDefined();
+    const lockedName = names.get(moved as string) as string;
+    const otherName = [...names.values()].find((n) => n !== lockedName) as string;
+    await locker.query('BEGIN');
+    await locker.query('SELECT 1 FROM pgtrickle.pgt_stream_tables WHERE pgt_id = $1 FOR UPDATE', [moved]);
+    doomed.signal('SIGKILL');
+    const killedAt = Date.now();
+    await doomed.exited;
+    nodes.delete(doomed.id);
+
+    // Three TTLs with the row locked (a stalled heartbeat shows after two): the survivor still
+    // heartbeats, renews its own lease and refreshes the other stream table.
+    const member = async () => {
+      const entry = await kv.get(memberKey(survivor.id));
+      return entry?.operation === 'PUT'
+        ? decode<{ v: 1; expiresAt: number }>(entry.value, 'a member', 1).expiresAt
+        : 0;
+    };
+    let stale = 0;
+    while (Date.now() - killedAt < 3 * LEASE_TTL_MS) {
+      const now = Date.now();
+      const [alive, lease] = await Promise.all([
+        member(),
+        store.read(leaseKey([...names].find(([, n]) => n === otherName)?.[0] ?? '')),
+      ]);
+      if (alive <= now || (lease?.expiresAt ?? 0) <= now) stale++;
+      await sleep(100);
+    }
+    await db.admin.query("INSERT INTO notes VALUES ('late', 1)");
+    await db.admin.query('INSERT INTO orders (customer, amount) VALUES (5, 5)');
+    const other = await nextCompleted(db, otherName, Date.now(), survivor.id);
+    await locker.query('ROLLBACK');
+    const releasedAt = Date.now();
+    const locked = await nextCompleted(db, lockedName, releasedAt, survivor.id);
+    console.log(
+      `row lock held ${releasedAt - killedAt} ms after crash3 died: the survivor's membership or lease was ` +
+        `expired at ${stale} of its checks; "${otherName}" refreshed ${other} ms after a change; ` +
+        `"${lockedName}" refreshed by ${survivor.id} ${locked} ms after the lock went`,
+    );
+    expect(stale).toBe(0);
+    expect(locked).toBeLessThanOrEqual(LEASE_TTL_MS + TICK_MS + SCHEDULE_MS + SLACK_MS);
+    await expect.poll(() => divergence(db.admin, lockedName), { timeout: 10_000, interval: 100 }).toBe(0);
+    await expect.poll(() => divergence(db.admin, otherName), { timeout: 10_000, interval: 100 }).toBe(0);
+  }, 60_000);
 });
