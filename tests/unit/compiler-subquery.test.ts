@@ -272,3 +272,20 @@ describe('subqueries in WHERE and HAVING', () => {
     expect(compile(q)).toEqual(compile(q));
   });
 });
+
+describe('touched groups of a recomputed aggregate', () => {
+  beforeAll(loadParser);
+
+  it('are found by a semi-join on the non-NULL keys, IS NOT DISTINCT FROM only for rows with a NULL key', () => {
+    const plan = compile(
+      facts(
+        "SELECT o.id, o.cid, string_agg(c.region, ',') AS r FROM public.orders o JOIN public.customers c ON c.id = o.cid GROUP BY o.id, o.cid",
+        ['id', 'cid', 'r'],
+      ),
+    );
+    expect(plan.strategy).toBe('aggregate_recompute');
+    expect(plan.deltaSql).toContain(
+      'o.id IN (SELECT __pgt_a.__pgt_k0 FROM __pgt_aff AS __pgt_a) AND ((o.id, o.cid) IN (SELECT __pgt_a.__pgt_k0, __pgt_a.__pgt_k1 FROM __pgt_aff AS __pgt_a) OR (o.cid IS NULL AND EXISTS (SELECT FROM __pgt_aff AS __pgt_a WHERE (o.id IS NOT DISTINCT FROM __pgt_a.__pgt_k0 AND o.cid IS NOT DISTINCT FROM __pgt_a.__pgt_k1))))',
+    );
+  });
+});
