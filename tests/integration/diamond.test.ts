@@ -3,9 +3,11 @@
 // continuous updates of A while D is sampled: every sampled D shows one state of A (w = 2 v),
 // which B and C refreshed at different snapshots would break; the oracle (I5) holds at the end.
 import { connect, type NatsConnection } from '@nats-io/transport-node';
-import type pg from 'pg';
+import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { RefreshResult } from '../../actors/stream-table/index.js';
 import { eventSubject, NatsEventBus } from '../../cluster/nats/index.js';
+import { refreshOnce } from '../../cluster/node/refresh.js';
 import { type NatsServer, startNats } from '../harness/index.js';
 import { divergence, makeDifferential, migratedDatabase, pgError, type TestDb } from '../support/db.js';
 import { logged, type NodeProcess, spawnNode } from '../support/nodes.js';
@@ -139,6 +141,38 @@ describe('pgtrickle._node_refresh_group', () => {
     expect(await mixedRows(db.admin)).toBe(0);
     for (const name of DIAMOND) expect(await divergence(db.admin, name)).toBe(0);
   });
+
+  it("is what a node's refresh of a diamond join runs: members to the hooks, a busy member skips", async () => {
+    const pool = new pg.Pool({ connectionString: db.url, max: 2 });
+    const members: [string, string][] = [];
+    const skipped: unknown[] = [];
+    const hooks = {
+      groupOf: (id: string) => (id === ids[2] ? ids : undefined),
+      memberRefreshed: (id: string, r: RefreshResult) => members.push([id, r.action]),
+      groupSkipped: (_id: string, err: unknown) => skipped.push((err as { code?: string }).code),
+    };
+    const input = { id: ids[2] as string, name: 'sd', epoch: Number(await epochOfD()) };
+    try {
+      await db.admin.query('UPDATE a SET v = v + 1 WHERE id <= 50');
+      const locker = await db.connect();
+      await locker.query('BEGIN');
+      await locker.query('SELECT 1 FROM pgtrickle.pgt_stream_tables WHERE pgt_id = $1 FOR UPDATE', [ids[0]]);
+      expect(await refreshOnce(pool, 'n1', input, hooks)).toEqual({ action: 'SKIPPED' });
+      await locker.query('ROLLBACK');
+      expect(skipped).toEqual(['PT003']);
+      expect(members).toEqual([]);
+
+      const result = await refreshOnce(pool, 'n1', input, hooks);
+      expect(result.action).toBe('DIFFERENTIAL');
+      expect(members).toEqual([
+        [ids[0], 'DIFFERENTIAL'],
+        [ids[1], 'DIFFERENTIAL'],
+      ]);
+      for (const name of DIAMOND) expect(await divergence(db.admin, name)).toBe(0);
+    } finally {
+      await pool.end();
+    }
+  });
 });
 
 describe('a diamond refreshed by two nodes under continuous updates', () => {
@@ -195,18 +229,22 @@ describe('a diamond refreshed by two nodes under continuous updates', () => {
         await sleep(5);
       }
     })();
+    // Sampled for 4 s and until D has refreshed 5 times, up to 12 s: a loaded machine slows
+    // the group refreshes down, and a D that never moved would show nothing.
     const before = await refreshesOf(db, 'sd');
+    const started = Date.now();
     let samples = 0;
     let mixed = 0;
-    const until = Date.now() + 6_000;
-    while (Date.now() < until) {
+    let refreshedDuring = 0;
+    while (Date.now() - started < 12_000 && (Date.now() - started < 4_000 || refreshedDuring < 5)) {
       samples++;
       if ((await mixedRows(reader)) > 0) mixed++;
+      if (samples % 20 === 0) refreshedDuring = (await refreshesOf(db, 'sd')) - before;
       await sleep(5);
     }
     running = false;
     await dml;
-    const refreshedDuring = (await refreshesOf(db, 'sd')) - before;
+    refreshedDuring = (await refreshesOf(db, 'sd')) - before;
     const skips = nodes
       .flatMap((n) => n.logs)
       .filter((l) => l.msg === 'diamond group skipped')
