@@ -3,6 +3,8 @@
 // all go through the pooler, where a server session lasts one transaction. Checked: refresh
 // cycles complete and write history, a stream table created while the node runs is picked up
 // without LISTEN, the node holds no listener session, and the oracle (I5) holds at quiescence.
+// Beside it: statement mode refuses the transactions a node needs (unsupported), and session mode
+// keeps LISTEN working (where a node runs in its default session mode).
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { planStreamTable } from '../../cluster/planner/install.js';
@@ -200,4 +202,43 @@ describe('a refresh node behind PgBouncer in transaction mode', () => {
     );
     expect(rows).toEqual([]);
   }, 30_000);
+
+  it('is not supported behind PgBouncer in statement mode: the transactions a node needs are refused', async () => {
+    const statement = await startPgBouncer({ server, poolMode: 'statement', poolSize: 2 });
+    const fresh = await createDatabase(server);
+    const client = new pg.Client({ connectionString: statement.url(fresh.name) });
+    client.on('error', () => undefined);
+    try {
+      await client.connect();
+      expect((await client.query<{ n: number }>('SELECT 1 AS n')).rows[0]?.n).toBe(1);
+      // Migrations, reinitializations and lease grants are transactions of several statements.
+      const err = await migrate(client).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      expect(String(err)).toMatch(/transaction blocks not allowed in statement pooling mode/);
+    } finally {
+      await client.end().catch(() => undefined);
+      await statement.stop();
+      await fresh.drop();
+    }
+  });
+
+  it('keeps LISTEN working behind PgBouncer in session mode, where a node runs in session mode', async () => {
+    const session = await startPgBouncer({ server, poolMode: 'session', poolSize: 4 });
+    const listener = new pg.Client({ connectionString: session.url(database.name) });
+    const notifier = new pg.Client({ connectionString: session.url(database.name) });
+    try {
+      await Promise.all([listener.connect(), notifier.connect()]);
+      const received = new Promise<string | undefined>((resolve) =>
+        listener.on('notification', (msg) => resolve(msg.payload)),
+      );
+      await listener.query('LISTEN pg_trickle_catalog');
+      await notifier.query("SELECT pg_notify('pg_trickle_catalog', 'through session mode')");
+      expect(await received).toBe('through session mode');
+    } finally {
+      await Promise.all([listener.end(), notifier.end()]).catch(() => undefined);
+      await session.stop();
+    }
+  });
 });
