@@ -6,9 +6,10 @@
 -- Refreshes the upstream members of a group (every id but the last) as a user's
 -- refresh_stream_table would (each as its owner, no fencing epoch: leases decide who schedules,
 -- never what is correct, I3), then the last id under the node's epoch like _node_refresh, all
--- under the caller's one transaction snapshot. Returns one row per refresh done. A member busy
--- with another refresh raises PT003 rather than letting D read it half-way: the caller rolls
--- the whole group back and tries again when D is next due.
+-- under the caller's one transaction snapshot. Returns one row per refresh done. A suspended
+-- member is left as it is, as its user asked. A member busy with another refresh raises PT003
+-- rather than letting D read it half-way: the caller rolls the whole group back and tries again
+-- when D is next due.
 CREATE FUNCTION pgtrickle._node_refresh_group(p_ids bigint[], p_epoch bigint, p_node text)
 RETURNS TABLE (
   pgt_id bigint, refresh_id bigint, action text, rows_inserted bigint, rows_deleted bigint,
@@ -24,6 +25,8 @@ DECLARE
   v_owner name;
   v_name text;
   v_id bigint;
+  v_suspended boolean;
+  v_members bigint[] := '{}';
 BEGIN
   -- Under READ COMMITTED each member's refresh would take a snapshot of its own: the very
   -- mixing this function exists to prevent.
@@ -40,12 +43,15 @@ BEGIN
   -- Every member's refresh lock first, before any work: the sooner they are all held, the less
   -- time another session has to refresh one after this snapshot (40001) or to take one (PT003).
   FOREACH v_member IN ARRAY p_ids[1:cardinality(p_ids) - 1] LOOP
-    SELECT r.rolname, format('%I.%I', st.pgt_schema, st.pgt_name) INTO v_owner, v_name
+    SELECT r.rolname, format('%I.%I', st.pgt_schema, st.pgt_name), st.status = 'SUSPENDED'
+      INTO v_owner, v_name, v_suspended
       FROM pgtrickle.pgt_stream_tables st JOIN pg_roles r ON r.oid = st.pgt_owner
      WHERE st.pgt_id = v_member;
     IF NOT FOUND THEN
       RAISE EXCEPTION 'stream table with id % does not exist', v_member USING ERRCODE = 'undefined_table';
     END IF;
+    CONTINUE WHEN v_suspended;
+    v_members := v_members || v_member;
     IF v_owner <> current_user THEN
       PERFORM set_config('role', v_owner, true);
     END IF;
@@ -58,7 +64,7 @@ BEGIN
   END LOOP;
 
   -- With the locks held, _refresh returns NULL only when a member has nothing new.
-  FOREACH v_member IN ARRAY p_ids[1:cardinality(p_ids) - 1] LOOP
+  FOREACH v_member IN ARRAY v_members LOOP
     SELECT r.rolname INTO v_owner
       FROM pgtrickle.pgt_stream_tables st JOIN pg_roles r ON r.oid = st.pgt_owner
      WHERE st.pgt_id = v_member;

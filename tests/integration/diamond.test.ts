@@ -142,6 +142,22 @@ describe('pgtrickle._node_refresh_group', () => {
     for (const name of DIAMOND) expect(await divergence(db.admin, name)).toBe(0);
   });
 
+  it('leaves a suspended member as it is', async () => {
+    await db.admin.query('UPDATE a SET v = v + 1 WHERE id <= 50');
+    await db.admin.query(`SELECT pgtrickle.alter_stream_table('sc', status => 'SUSPENDED')`);
+    await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ');
+    const { rows } = await refreshGroup();
+    await client.query('COMMIT');
+    await db.admin.query(`SELECT pgtrickle.alter_stream_table('sc', status => 'ACTIVE')`);
+    expect(rows.map((r) => r.pgt_id)).toEqual([ids[0], ids[2]]);
+    expect(await divergence(db.admin, 'sc')).toBeGreaterThan(0);
+
+    await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ');
+    expect((await refreshGroup()).rows.map((r) => r.pgt_id)).toEqual([ids[1], ids[2]]);
+    await client.query('COMMIT');
+    expect(await mixedRows(db.admin)).toBe(0);
+  });
+
   it("is what a node's refresh of a diamond join runs: members to the hooks, a busy member skips", async () => {
     const pool = new pg.Pool({ connectionString: db.url, max: 2 });
     const members: [string, string][] = [];
