@@ -9,18 +9,11 @@ export const EXIT = { ok: 0, failed: 1, usage: 2 } as const;
 /** A failure of the job about one object: `subject` says which (`drop "public"."orders"`). */
 export class CommandFailed extends PgTrickleError {
   readonly subject: string;
-  /** PostgreSQL's SQLSTATE when the database refused */
-  readonly sqlstate: string | undefined;
 
-  constructor(
-    subject: string,
-    message: string,
-    options: { hint?: string; cause?: unknown; sqlstate?: string } = {},
-  ) {
+  constructor(subject: string, message: string, options: { hint?: string; cause?: unknown } = {}) {
     super('COMMAND_FAILED', message, options);
     this.name = 'CommandFailed';
     this.subject = subject;
-    this.sqlstate = options.sqlstate;
   }
 }
 
@@ -49,7 +42,7 @@ export async function about<T>(subject: string, fn: () => Promise<T>): Promise<T
         (err.code && NOT_INSTALLED.has(err.code) && /pgtrickle/.test(err.message)
           ? 'Install the pgtrickle schema first: pgtrickle migrate.'
           : undefined);
-      throw new CommandFailed(subject, message, { hint, cause: err, sqlstate: err.code });
+      throw new CommandFailed(subject, message, { hint, cause: err });
     }
     throw new CommandFailed(subject, err instanceof Error ? err.message : String(err), { cause: err });
   }

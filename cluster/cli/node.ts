@@ -6,6 +6,7 @@ import { createLogger } from '../../shared/logger.js';
 import { NodeMetrics, startMetricsServer } from '../metrics/index.js';
 import { RefreshNode } from '../node/index.js';
 import { connectionPoolerMode } from '../node/pooler.js';
+import { CommandFailed } from './errors.js';
 import { natsUrls } from './nats.js';
 
 export interface NodeFlags {
@@ -36,7 +37,18 @@ export async function runNode(opts: NodeFlags): Promise<void> {
     migrate: opts.migrate,
     metrics,
   });
-  const server = await startMetricsServer({ metrics, port: opts.metricsPort, host: opts.metricsHost });
+  const server = await startMetricsServer({ metrics, port: opts.metricsPort, host: opts.metricsHost }).catch(
+    (err: unknown) => {
+      throw new CommandFailed(
+        `cannot serve metrics on ${opts.metricsHost}:${opts.metricsPort}`,
+        err instanceof Error ? err.message : String(err),
+        {
+          hint: 'Pass --metrics-port with a free port (0 picks one), or set PGTRICKLE_METRICS_PORT.',
+          cause: err,
+        },
+      );
+    },
+  );
   logger.info({ node: node.id, host: opts.metricsHost, port: server.port }, 'metrics endpoint listening');
   const stopped = new Promise<void>((resolve) => {
     const onSignal = () => {

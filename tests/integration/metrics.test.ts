@@ -1,6 +1,9 @@
 // A refresh node's HTTP endpoint against real PostgreSQL and NATS: /healthz answers at once,
 // /readyz stays 503 until migrations ran and the node joined, and /metrics carries the named
 // series, labelled by stream table, once refreshes (and failures) happened.
+import { execFile } from 'node:child_process';
+import { createServer } from 'node:net';
+import { promisify } from 'node:util';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { type MetricsServer, NodeMetrics, startMetricsServer } from '../../cluster/metrics/index.js';
@@ -178,6 +181,40 @@ describe.skipIf(!natsUrl)('the metrics endpoint of pgtrickle node', () => {
       await expect(fetch(`http://127.0.0.1:${port}/healthz`)).rejects.toThrow();
     } finally {
       await node.stop();
+    }
+  });
+
+  it('fails with one line and exit 1 when the metrics port is taken', async () => {
+    const taken = createServer();
+    await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
+    const { port } = taken.address() as { port: number };
+    try {
+      const args = [
+        '--import',
+        'tsx',
+        'cluster/cli.ts',
+        'node',
+        '--database-url',
+        db.url,
+        '--nats-url',
+        natsUrl,
+      ];
+      const failed = await promisify(execFile)(process.execPath, [
+        ...args,
+        '--metrics-host',
+        '127.0.0.1',
+        '--metrics-port',
+        String(port),
+      ]).then(
+        () => ({ code: 0, stderr: '' }),
+        (err: { code: number; stderr: string }) => err,
+      );
+      expect(failed.code).toBe(1);
+      expect(failed.stderr.trimEnd().split('\n')).toEqual([
+        `pgtrickle: error: cannot serve metrics on 127.0.0.1:${port}: listen EADDRINUSE: address already in use 127.0.0.1:${port}. Hint: Pass --metrics-port with a free port (0 picks one), or set PGTRICKLE_METRICS_PORT.`,
+      ]);
+    } finally {
+      taken.close();
     }
   });
 });
