@@ -7,7 +7,8 @@
 // no NATS KV entry names it once the lease TTL has passed, the next refresh comes within the
 // lease TTL plus a coordinator round and a tick, and the oracle (I5) holds. A dead node's backend
 // that keeps a catalog row lock delays only that stream table's regrant, not the coordinator's
-// heartbeat and renewals.
+// heartbeat and renewals; client_connection_check_interval ends such a backend early.
+import { spawn } from 'node:child_process';
 import { type KV, Kvm } from '@nats-io/kv';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import type pg from 'pg';
@@ -374,4 +375,69 @@ describe('crash recovery of refresh nodes', () => {
     await expect.poll(() => divergence(db.admin, lockedName), { timeout: 10_000, interval: 100 }).toBe(0);
     await expect.poll(() => divergence(db.admin, otherName), { timeout: 10_000, interval: 100 }).toBe(0);
   }, 60_000);
+
+  it('ends a dead client’s backend blocked on a lock only with client_connection_check_interval', async () => {
+    // The setting PRE_DEPLOYMENT.md recommends for the nodes' role, checked on a plain client
+    // killed while its statement waits for a lock that stays held.
+    await db.admin.query('CREATE TABLE orphan_probe (x int)');
+    await locker.query('BEGIN');
+    await locker.query('LOCK TABLE orphan_probe IN ACCESS EXCLUSIVE MODE');
+    const lifetimes: Record<string, number | 'alive'> = {};
+    try {
+      for (const interval of ['0', '300ms']) {
+        const name = `orphan ${interval}`;
+        const child = spawn(
+          process.execPath,
+          [
+            '-e',
+            `const pg = require('pg');
+             const c = new pg.Client({ connectionString: process.argv[1], application_name: process.argv[2] });
+             c.connect()
+               .then(() => c.query("SELECT set_config('client_connection_check_interval', $1, false)", [process.argv[3]]))
+               .then(() => c.query('INSERT INTO orphan_probe VALUES (1)'));`,
+            db.url,
+            name,
+            interval,
+          ],
+          { stdio: 'ignore' },
+        );
+        const exited = new Promise((resolve) => child.once('exit', resolve));
+        const waiting = async () =>
+          (
+            await db.admin.query<{ w: string | null }>(
+              'SELECT wait_event_type AS w FROM pg_stat_activity WHERE application_name = $1',
+              [name],
+            )
+          ).rows[0]?.w;
+        await expect.poll(waiting, { timeout: 10_000, interval: 20 }).toBe('Lock');
+        child.kill('SIGKILL');
+        await exited;
+        const killedAt = Date.now();
+        lifetimes[interval] = 'alive';
+        while (Date.now() - killedAt < 1_500) {
+          if ((await waiting()) === undefined) {
+            lifetimes[interval] = Date.now() - killedAt;
+            break;
+          }
+          await sleep(20);
+        }
+      }
+    } finally {
+      await locker.query('ROLLBACK');
+    }
+    console.log(
+      `a killed client's backend waiting on a lock: ${JSON.stringify(lifetimes)} (ms after the kill)`,
+    );
+    expect(lifetimes['0']).toBe('alive');
+    expect(lifetimes['300ms']).toBeLessThan(1_500);
+    // The one without the setting goes when the lock does: its INSERT fails to answer.
+    await expect
+      .poll(
+        async () =>
+          (await db.admin.query("SELECT 1 FROM pg_stat_activity WHERE application_name LIKE 'orphan %'")).rows
+            .length,
+        { timeout: 5_000, interval: 50 },
+      )
+      .toBe(0);
+  }, 30_000);
 });
