@@ -2,7 +2,6 @@
 // coordinator, then read through the lookups in lookup.ts.
 import type { ConcreteSchedule, Schedule } from '../../shared/schedule/index.js';
 import { resolveSchedules } from './calculated.js';
-import { diamondGroups } from './diamond.js';
 import { DuplicateStreamTable, UnknownSource } from './errors.js';
 import { sortTopologically } from './topology.js';
 
@@ -29,8 +28,6 @@ export interface Dag {
   readonly position: ReadonlyMap<string, { readonly index: number; readonly wave: number }>;
   /** every schedule made concrete: CALCULATED resolved to an interval */
   readonly schedules: ReadonlyMap<string, ConcreteSchedule>;
-  /** each diamond join's group, upstream first and the diamond join last (diamond.ts) */
-  readonly groups: ReadonlyMap<string, readonly string[]>;
 }
 
 export interface DagOptions {
@@ -68,5 +65,5 @@ export function buildDag(input: readonly DagNode[], options: DagOptions): Dag {
     fallbackMs: options.calculatedFallbackMs ?? DEFAULT_CALCULATED_FALLBACK_MS,
     now: options.now,
   });
-  return { nodes, readers, order, waves, position, schedules, groups: diamondGroups(nodes, position) };
+  return { nodes, readers, order, waves, position, schedules };
 }

@@ -1,11 +1,14 @@
 // Diamond joins: a stream table whose sources share an ancestor (A → B → D, A → C → D) sees a
 // mixed state of that ancestor unless the paths between them refresh in one snapshot.
-import type { DagNode } from './dag.js';
+import type { Dag, DagNode } from './dag.js';
+
+// A Dag is immutable, so its groups never change; the cache goes with it.
+const groups = new WeakMap<Dag, Map<string, readonly string[] | undefined>>();
 
 /**
- * For each diamond join D, its group: the stream tables on paths from the shared ancestors down
- * to D, upstream first, D last. Refreshed together in one snapshot, they give D a view of one
- * state of every shared ancestor.
+ * The group of diamond join `id`: the stream tables on paths from the shared ancestors down to
+ * it, upstream first, `id` last; undefined when `id` is not a diamond join (or not in the DAG).
+ * Refreshed together in one snapshot, they give D a view of one state of every shared ancestor.
  *
  * D is a diamond join when two of its direct sources (at least one a stream table; a base table D
  * reads directly counts as a source too, since D = B JOIN A with B over A mixes states the same
@@ -13,19 +16,21 @@ import type { DagNode } from './dag.js';
  * C → D, C is shared and stays out of the group, as reading it once in the snapshot is enough.
  * The shared ancestors themselves are never refreshed: the snapshot shows each in one state.
  *
- * Cost per stream table: one walk of its ancestry per direct source, and nothing for stream
- * tables reading fewer than two sources.
+ * Cost: one walk of D's ancestry per direct source. Asked for on demand and kept per DAG, so a
+ * node pays only for the diamond joins it refreshes, not for every stream table at each catalog
+ * load (deep, densely joined catalogs make ancestries large).
  */
-export function diamondGroups(
-  nodes: ReadonlyMap<string, DagNode>,
-  position: ReadonlyMap<string, { readonly wave: number }>,
-): Map<string, readonly string[]> {
-  const groups = new Map<string, readonly string[]>();
-  for (const node of nodes.values()) {
-    const group = groupOf(nodes, position, node);
-    if (group !== undefined) groups.set(node.id, group);
+export function diamondGroup(dag: Dag, id: string): readonly string[] | undefined {
+  let cache = groups.get(dag);
+  if (cache === undefined) {
+    cache = new Map();
+    groups.set(dag, cache);
   }
-  return groups;
+  if (cache.has(id)) return cache.get(id);
+  const node = dag.nodes.get(id);
+  const group = node === undefined ? undefined : groupOf(dag.nodes, dag.position, node);
+  cache.set(id, group);
+  return group;
 }
 
 // Stream tables and base tables share one key space here: ids may collide (both are numbers).

@@ -2,5 +2,6 @@
 
 export type { Dag, DagNode, DagOptions } from './dag.js';
 export { buildDag, DEFAULT_CALCULATED_FALLBACK_MS } from './dag.js';
+export { diamondGroup } from './diamond.js';
 export { DagCycle, DuplicateStreamTable, StreamTableNotInDag, UnknownSource } from './errors.js';
 export { downstreamOf, nodeOf, readersOf, scheduleOf, sourcesOf, waveOf } from './lookup.js';

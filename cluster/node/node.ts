@@ -20,7 +20,7 @@ import type { Logger } from '../../shared/logger.js';
 import { parseSchedule } from '../../shared/schedule/index.js';
 import { LIBRARY_VERSION } from '../../shared/version.js';
 import { migrate } from '../../sql/migrate.js';
-import { buildDag, type Dag, scheduleOf } from '../dag/index.js';
+import { buildDag, type Dag, diamondGroup, scheduleOf } from '../dag/index.js';
 import type { NodeMetrics } from '../metrics/index.js';
 import {
   type ActorStatus,
@@ -562,7 +562,7 @@ export class RefreshNode {
           return work;
         },
         {
-          groupOf: (id) => this.dag?.groups.get(id),
+          groupOf: (id) => (this.dag === undefined ? undefined : diamondGroup(this.dag, id)),
           memberRefreshed: (id, result) => this.memberRefreshed(id, result),
           groupSkipped: (id, err) =>
             this.log.debug(

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { buildDag, type DagNode } from '../../cluster/dag/index.js';
+import { buildDag, type DagNode, diamondGroup } from '../../cluster/dag/index.js';
 
 const NOW = Date.parse('2024-01-01T00:00:00Z');
 const st = (id: string, sources: string[] = [], tables: string[] = []): DagNode => ({
@@ -8,7 +8,12 @@ const st = (id: string, sources: string[] = [], tables: string[] = []): DagNode 
   tables,
   schedule: { kind: 'interval', ms: 60_000 },
 });
-const groups = (nodes: DagNode[]) => Object.fromEntries(buildDag(nodes, { now: NOW }).groups);
+const groups = (nodes: DagNode[]) => {
+  const dag = buildDag(nodes, { now: NOW });
+  return Object.fromEntries(
+    dag.order.flatMap((id) => (diamondGroup(dag, id) ? [[id, diamondGroup(dag, id)]] : [])),
+  );
+};
 
 describe('diamond groups', () => {
   it('groups B, C and D when B and C read the stream table A and D reads both', () => {
@@ -78,6 +83,10 @@ describe('diamond groups', () => {
 
   it('does not tell stream tables and base tables with the same id apart by accident', () => {
     expect(groups([st('1'), st('B', ['1']), st('C', [], ['1']), st('D', ['B', 'C'])])).toEqual({});
+  });
+
+  it('has no group for a stream table the DAG does not hold', () => {
+    expect(diamondGroup(buildDag([st('A')], { now: NOW }), 'Z')).toBeUndefined();
   });
 
   it('gives the same groups whatever order the catalog lists the stream tables in', () => {
