@@ -5,7 +5,7 @@
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { RefreshResult } from '../../actors/stream-table/index.js';
+import { type RefreshResult, StaleFencingEpoch } from '../../actors/stream-table/index.js';
 import { eventSubject, NatsEventBus } from '../../cluster/nats/index.js';
 import { refreshOnce } from '../../cluster/node/refresh.js';
 import { type NatsServer, startNats } from '../harness/index.js';
@@ -185,6 +185,15 @@ describe('pgtrickle._node_refresh_group', () => {
         [ids[1], 'DIFFERENTIAL'],
       ]);
       for (const name of DIAMOND) expect(await divergence(db.admin, name)).toBe(0);
+
+      // A stale epoch for D rolls the members back with it.
+      await db.admin.query('UPDATE a SET v = v + 1 WHERE id <= 50');
+      const stale = await refreshOnce(pool, 'n1', { ...input, epoch: input.epoch - 1 }, hooks).catch(
+        (e) => e,
+      );
+      expect(stale).toBeInstanceOf(StaleFencingEpoch);
+      expect(members).toHaveLength(2);
+      expect(await divergence(db.admin, 'sb')).toBeGreaterThan(0);
     } finally {
       await pool.end();
     }
