@@ -40,9 +40,10 @@ BEGIN
   END IF;
   PERFORM set_config('pgtrickle.node_id', p_node, true);
 
-  -- Every member's refresh lock first, before any work: the sooner they are all held, the less
-  -- time another session has to refresh one after this snapshot (40001) or to take one (PT003).
-  FOREACH v_member IN ARRAY p_ids[1:cardinality(p_ids) - 1] LOOP
+  -- Every refresh lock first, before any work: the sooner they are all held, the less time
+  -- another session has to refresh a member after this snapshot (40001) or to take one (PT003).
+  -- D's comes first, so that a stale epoch (PT001) fails before any member is locked.
+  FOREACH v_member IN ARRAY v_last || p_ids[1:cardinality(p_ids) - 1] LOOP
     SELECT r.rolname, format('%I.%I', st.pgt_schema, st.pgt_name), st.status = 'SUSPENDED'
       INTO v_owner, v_name, v_suspended
       FROM pgtrickle.pgt_stream_tables st JOIN pg_roles r ON r.oid = st.pgt_owner
@@ -50,12 +51,14 @@ BEGIN
     IF NOT FOUND THEN
       RAISE EXCEPTION 'stream table with id % does not exist', v_member USING ERRCODE = 'undefined_table';
     END IF;
-    CONTINUE WHEN v_suspended;
-    v_members := v_members || v_member;
+    CONTINUE WHEN v_suspended AND v_member <> v_last;
+    IF v_member <> v_last THEN
+      v_members := v_members || v_member;
+    END IF;
     IF v_owner <> current_user THEN
       PERFORM set_config('role', v_owner, true);
     END IF;
-    IF NOT EXISTS (SELECT FROM pgtrickle._refresh_begin(v_member, NULL)) THEN
+    IF NOT EXISTS (SELECT FROM pgtrickle._refresh_begin(v_member, CASE WHEN v_member = v_last THEN p_epoch END)) THEN
       RAISE EXCEPTION 'group member busy: stream table % is being refreshed by another session', v_name
         USING ERRCODE = 'PT003',
               HINT = 'The group is refreshed together or not at all; it is tried again when it is next due.';
