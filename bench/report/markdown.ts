@@ -13,7 +13,11 @@ export function median(values: readonly number[]): number {
 }
 
 const ms = (v: number) => (Number.isFinite(v) ? v.toFixed(1) : '–');
-const ratio = (v: number) => (Number.isFinite(v) ? `${v.toFixed(1)}×` : '–');
+// Two significant digits below 1, so that 0.02× and 0.004× stay apart.
+const ratio = (v: number) => {
+  if (!Number.isFinite(v)) return '–';
+  return `${v >= 1 ? v.toFixed(1) : v.toPrecision(2)}×`;
+};
 const count = (v: number) => (Number.isFinite(v) ? String(v) : '–');
 const cellText = (s: string) => s.replaceAll('|', '\\|').replaceAll('\n', ' ');
 
