@@ -7,6 +7,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parseAllDocuments } from 'yaml';
+import { program } from '../../cluster/cli.js';
 import { NodeMetrics } from '../../cluster/metrics/index.js';
 
 const root = new URL('../../', import.meta.url).pathname;
@@ -19,7 +20,8 @@ function files(dir: string): string[] {
 }
 
 function parseYaml(text: string, origin: string): unknown[] {
-  const docs = parseAllDocuments(text);
+  // Compose files use YAML 1.1 merge keys (`<<: *node`).
+  const docs = parseAllDocuments(text, { merge: true });
   for (const doc of docs) {
     if (doc.errors.length > 0) throw new Error(`${origin}: ${doc.errors[0]?.message}`);
   }
@@ -58,6 +60,7 @@ describe('ops/', () => {
         'k8s/service.yaml',
         'k8s/secret.yaml',
         'k8s/configmap.yaml',
+        'k8s/migrate-job.yaml',
         'grafana/dashboards/pgtrickle.json',
       ]),
     );
@@ -96,6 +99,36 @@ describe('ops/', () => {
     const rendered = execFileSync('kubectl', ['kustomize', join(ops, 'k8s')], { encoding: 'utf8' });
     const kinds = parseYaml(rendered, 'kubectl kustomize ops/k8s').map((d) => (d as { kind: string }).kind);
     expect(kinds.sort()).toEqual(['ConfigMap', 'Deployment', 'PodDisruptionBudget', 'Secret', 'Service']);
+  });
+
+  it('runs only commands and options the CLI has', () => {
+    const commands = new Map(program().commands.map((c) => [c.name(), c]));
+    const compose = yamlDocs(join(ops, 'compose.yaml'))[0] as {
+      services: Record<string, { image?: string; command?: string[] }>;
+    };
+    const k8s = ['deployment.yaml', 'migrate-job.yaml'].map(
+      (f) =>
+        yamlDocs(join(ops, 'k8s', f))[0] as {
+          spec: { template: { spec: { containers: { image: string; args: string[] }[] } } };
+        },
+    );
+    // The containers of the pgtrickle image: its entrypoint is the CLI, their arguments a command.
+    const invocations = [
+      ...Object.values(compose.services).flatMap((s) =>
+        s.image?.startsWith('pgtrickle:') ? [s.command ?? []] : [],
+      ),
+      ...k8s.flatMap((d) =>
+        d.spec.template.spec.containers.filter((c) => c.image.startsWith('pgtrickle:')).map((c) => c.args),
+      ),
+    ];
+    expect(invocations).toHaveLength(5);
+    for (const [name, ...args] of invocations) {
+      const command = commands.get(name ?? '');
+      expect(command, `pgtrickle ${name}`).toBeDefined();
+      const flags = new Set(command?.options.map((o) => o.long));
+      for (const arg of args.filter((a) => a.startsWith('--')))
+        expect(flags, `${name} ${arg}`).toContain(arg);
+    }
   });
 
   it('sets only PGTRICKLE_ variables the code reads', () => {
