@@ -243,6 +243,9 @@ function events(state: NexmarkState, r: Prng, count: number): Record<Table, Row[
   return rows;
 }
 
+// Rows per INSERT … unnest: large enough to amortise the round trip, small enough for one message.
+const BATCH = 5000;
+
 async function insertRows(client: pg.ClientBase, table: Table, rows: Row[]): Promise<void> {
   const types = COLUMN_TYPES[table];
   for (let start = 0; start < rows.length; start += BATCH) {
@@ -252,8 +255,6 @@ async function insertRows(client: pg.ClientBase, table: Table, rows: Row[]): Pro
     await client.query(`INSERT INTO ${ident(table)} SELECT * FROM unnest(${params})`, columns);
   }
 }
-
-const BATCH = 5000;
 
 // Distinct streams per purpose, so that changing one workload leaves the others' draws alone.
 const streamSeed = (seed: number, stream: number) => (seed * 7919 + stream * 104_729) >>> 0;
