@@ -154,20 +154,18 @@ async function sourceCheck(sources: number, repeats: number): Promise<{ one: num
   await client.connect();
   try {
     await migrate(client);
-    const ids: string[] = [];
-    for (let i = 1; i <= sources; i++) {
-      const table = ident(`src_${i}`);
-      await client.query(`CREATE TABLE ${table} (id int PRIMARY KEY, v int);
-        INSERT INTO ${table} SELECT g, g FROM generate_series(1, 10) g`);
-      await client.query(`SELECT pgtrickle.create_stream_table($1, $2, '1m', 'FULL')`, [
-        `st_${i}`,
-        `SELECT id, v FROM ${table}`,
-      ]);
-      const { rows } = await client.query<{ id: string }>('SELECT pgtrickle._resolve($1)::text AS id', [
-        `st_${i}`,
-      ]);
-      ids.push(String(rows[0]?.id));
+    // A hundred sources per transaction: one round trip each, within the lock table's room.
+    for (let from = 1; from <= sources; from += 100) {
+      await client.query(`DO $$ BEGIN FOR i IN ${from}..${Math.min(sources, from + 99)} LOOP
+        EXECUTE format('CREATE TABLE %I (id int PRIMARY KEY, v int)', 'src_' || i);
+        EXECUTE format('INSERT INTO %I SELECT g, g FROM generate_series(1, 10) g', 'src_' || i);
+        PERFORM pgtrickle.create_stream_table('st_' || i, format('SELECT id, v FROM %I', 'src_' || i), '1m', 'FULL');
+      END LOOP; END $$`);
     }
+    const { rows: created } = await client.query<{ id: string }>(
+      'SELECT pgt_id::text AS id FROM pgtrickle.pgt_stream_tables ORDER BY pgt_id',
+    );
+    const ids = created.map((r) => r.id);
     // One source in ten has changes past its stream table's frontier.
     for (let i = 1; i <= sources; i += 10) await client.query(`UPDATE ${ident(`src_${i}`)} SET v = v + 1`);
     const expected = Math.ceil(sources / 10);
