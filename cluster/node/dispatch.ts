@@ -38,8 +38,9 @@ function settle(
     place(queue, id, snapshot.context, now());
     return;
   }
-  if (changed) actor.send({ type: 'CHANGES_PENDING' });
-  actor.send({ type: 'DUE' });
+  // Every event makes an idle actor re-check its guards against the clock, so news of changes
+  // starts a due refresh by itself; DUE is for the rest (a reinit, pending upstream work).
+  actor.send({ type: changed ? 'CHANGES_PENDING' : 'DUE' });
   snapshot = actor.getSnapshot();
   if (snapshot.value === 'idle') place(queue, id, snapshot.context, now());
   // Busy: out of the queue until its return to idle schedules it again.
