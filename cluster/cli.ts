@@ -41,6 +41,13 @@ function port(value: string): number {
   return n;
 }
 
+function replicas(value: string): number {
+  const n = Number(value);
+  if (!Number.isSafeInteger(n) || n < 1 || n > 5)
+    throw new InvalidArgumentError('Expected 1 to 5 replicas, as NATS JetStream allows.');
+  return n;
+}
+
 /** Options every command that talks to PostgreSQL has. */
 function withDatabase(cmd: Command): Command {
   return cmd.option('--database-url <url>', DATABASE_URL_HELP).option('--json', JSON_HELP);
@@ -75,6 +82,11 @@ export function program(): Command {
     )
     .option('--tick <ms>', 'scheduler tick (default: 100)', positive('ms'))
     .option('--pool-size <n>', 'database connections for refreshes (default: 8)', positive('connections'))
+    .option(
+      '--kv-replicas <n>',
+      'replicas of the NATS KV bucket when this node creates it, 1-5 (default: $PGTRICKLE_KV_REPLICAS or 1)',
+      replicas,
+    )
     .option('--no-migrate', 'do not apply pending migrations on start: wait for `pgtrickle migrate` instead')
     .addOption(
       new Option(

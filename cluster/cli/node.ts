@@ -16,6 +16,7 @@ export interface NodeFlags {
   leaseTtl?: number;
   tick?: number;
   poolSize?: number;
+  kvReplicas?: number;
   connectionPoolerMode?: string;
   migrate: boolean;
   metricsPort: number;
@@ -33,6 +34,7 @@ export async function runNode(opts: NodeFlags): Promise<void> {
     leaseTtlMs: opts.leaseTtl,
     tickMs: opts.tick,
     poolSize: opts.poolSize,
+    kvReplicas: opts.kvReplicas,
     connectionPoolerMode: connectionPoolerMode(opts.connectionPoolerMode),
     migrate: opts.migrate,
     metrics,

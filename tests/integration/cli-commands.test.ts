@@ -464,6 +464,9 @@ describe('pgtrickle CLI commands', () => {
       const port = await pgtrickle(['node', '--database-url', url], { PGTRICKLE_METRICS_PORT: 'http' });
       expect(port.code).toBe(2);
       expect(port.stderr).toMatch(/Expected a TCP port from 0 \(any free port\) to 65535\./);
+      const kv = await cli('node', '--kv-replicas', '7');
+      expect(kv.code).toBe(2);
+      expect(kv.stderr).toMatch(/Expected 1 to 5 replicas, as NATS JetStream allows\./);
     });
 
     it('exits 2 from top without a terminal, pointing to --json', async () => {
