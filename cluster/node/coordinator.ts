@@ -46,6 +46,7 @@ export class Coordinator {
   private leader: Lease | undefined;
   private running: Promise<void> | undefined;
   private poked: NodeJS.Timeout | undefined;
+  private expiry: NodeJS.Timeout | undefined;
   private resigned = false;
 
   constructor(private readonly options: CoordinatorOptions) {}
@@ -76,6 +77,7 @@ export class Coordinator {
   async resign(): Promise<void> {
     this.resigned = true;
     clearTimeout(this.poked);
+    clearTimeout(this.expiry);
     await this.running?.catch(() => undefined);
     const leader = this.leader;
     this.leader = undefined;
@@ -112,6 +114,18 @@ export class Coordinator {
     }
   }
 
+  // A member that stops heartbeating is noticed the instant its entry expires, not at the next
+  // round up to a heartbeat later: takeover then takes the lease TTL plus a tick, not plus a round.
+  // Every round re-arms it, and the living heartbeat before they expire, so it fires for the dead.
+  private wakeAtNextExpiry(members: ReadonlyMap<string, Member>, now: number): void {
+    let at = Number.POSITIVE_INFINITY;
+    for (const m of members.values()) if (m.expiresAt > now && m.expiresAt < at) at = m.expiresAt;
+    clearTimeout(this.expiry);
+    if (!Number.isFinite(at)) return;
+    this.expiry = setTimeout(() => this.poke(), at - now + 1);
+    this.expiry.unref();
+  }
+
   private async coordinate(now: number): Promise<void> {
     const { leases, leaseStore, leaseTtlMs, log, pool } = this.options;
     const view = this.options.view();
@@ -125,6 +139,7 @@ export class Coordinator {
     for (const [id, lease] of leases) {
       if (!isExpired(lease, now) && alive.has(lease.holder)) holders.set(id, lease.holder);
     }
+    this.wakeAtNextExpiry(view.members, now);
     const grants = place({
       streamTables: view.streamTables,
       nodes,

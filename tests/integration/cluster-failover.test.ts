@@ -224,19 +224,24 @@ function suite(name: string, natsNodes: number) {
 
       const names = await idsByName(db.admin);
       const takeover = new Map<string, number>();
+      const started = new Map<string, number>();
       await expect
         .poll(
           async () => {
-            const { rows } = await db.admin.query<{ id: string; ms: string }>(
+            const { rows } = await db.admin.query<{ id: string; ms: string; start: string }>(
               `SELECT pgt_id::text AS id,
-                      (extract(epoch FROM min(end_time)) * 1000)::bigint::text AS ms
+                      (extract(epoch FROM min(end_time)) * 1000)::bigint::text AS ms,
+                      (extract(epoch FROM min(start_time)) * 1000)::bigint::text AS start
                  FROM pgtrickle.pgt_refresh_history
                 WHERE pgt_id = ANY ($1::bigint[]) AND status = 'COMPLETED' AND node_id <> $2
                   AND end_time > to_timestamp($3 / 1000.0)
                 GROUP BY pgt_id`,
               [orphaned, killed.id, killedAt],
             );
-            for (const r of rows) takeover.set(r.id, Number(r.ms) - killedAt);
+            for (const r of rows) {
+              takeover.set(r.id, Number(r.ms) - killedAt);
+              started.set(r.id, Number(r.start) - killedAt);
+            }
             return takeover.size;
           },
           { timeout: 30_000, interval: 100 },
@@ -245,7 +250,8 @@ function suite(name: string, natsNodes: number) {
       const worst = Math.max(...takeover.values());
       console.log(
         `${name}: ${orphaned.length} tables of ${killed.id} refreshed elsewhere after ` +
-          `${Math.min(...takeover.values())}–${worst} ms (lease TTL ${LEASE_TTL_MS} ms, ` +
+          `${Math.min(...takeover.values())}–${worst} ms, started after ` +
+          `${Math.min(...started.values())}–${Math.max(...started.values())} ms (lease TTL ${LEASE_TTL_MS} ms, ` +
           `coordinator round ${HEARTBEAT_MS} ms, tick ${TICK_MS} ms, schedule ${SCHEDULE_MS} ms)`,
       );
       expect(
