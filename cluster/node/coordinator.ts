@@ -46,6 +46,7 @@ export class Coordinator {
   private leader: Lease | undefined;
   private running: Promise<void> | undefined;
   private poked: NodeJS.Timeout | undefined;
+  private again = false;
   private expiry: NodeJS.Timeout | undefined;
   private resigned = false;
 
@@ -66,11 +67,24 @@ export class Coordinator {
 
   /** Election, then placement when this node leads; one round at a time. */
   round(): Promise<void> {
-    if (this.running) return this.running;
+    if (this.running) {
+      // Asked while deciding: what it was asked about may have come too late for this round.
+      this.again = true;
+      return this.running;
+    }
     this.running = this.roundOnce().finally(() => {
       this.running = undefined;
+      if (this.again) {
+        this.again = false;
+        this.poke();
+      }
     });
     return this.running;
+  }
+
+  private stand(): void {
+    if (this.resigned) return;
+    void this.round().catch((err) => this.options.log.error({ err }, 'coordinator round failed'));
   }
 
   /** Gives the role up so another node takes it at its next heartbeat. */
@@ -97,6 +111,11 @@ export class Coordinator {
     const wasLeader = this.isLeader();
     if (current !== undefined && current.holder !== node && !isExpired(current, now)) {
       this.leader = undefined;
+      // Stand for election the instant the coordinator's term runs out, not a heartbeat later:
+      // a dead coordinator's tables wait for both.
+      clearTimeout(this.expiry);
+      this.expiry = setTimeout(() => this.stand(), current.expiresAt - now + 1);
+      this.expiry.unref();
     } else {
       const epoch =
         current === undefined || current.holder !== node ? (current?.epoch ?? 0) + 1 : current.epoch;
@@ -147,6 +166,7 @@ export class Coordinator {
       maxMoves: this.options.maxMoves ?? 2,
     });
     const parallel = this.options.parallelGrants ?? 16;
+    let busy = false;
     for (let i = 0; i < grants.length; i += parallel) {
       await Promise.all(
         grants.slice(i, i + parallel).map(async (grant) => {
@@ -158,6 +178,7 @@ export class Coordinator {
           );
           if (epoch === 'busy') {
             log.info({ st: grant.id, to: grant.to }, 'lease grant waits for a refresh in progress');
+            busy = true;
             return;
           }
           if (epoch === null || epoch === undefined) return;
@@ -177,6 +198,9 @@ export class Coordinator {
         }),
       );
     }
+    // The refresh in the way is usually a dead node's last one, about to end: try again at once
+    // rather than a round later.
+    if (busy) this.poke();
     // Leases of dropped stream tables.
     const inCatalog = new Set(view.streamTables);
     for (const [id, lease] of leases) {
