@@ -113,7 +113,7 @@ describe('compiler', () => {
     );
     expect(plan.deltaSql).toContain(
       `__pgt_o1 AS NOT MATERIALIZED (SELECT t."id", t."region", 1 AS __pgt_w FROM "public"."customers" t
-    UNION ALL SELECT * FROM (SELECT * FROM __pgt_u1 OFFSET 0) d)`,
+    UNION ALL SELECT * FROM __pgt_u1 d)`,
     );
     expect(plan.deltaSql).not.toContain('__pgt_o0');
   });

@@ -96,21 +96,23 @@ function weighted(s: Source): string {
 }
 
 // The changes consumed since the previous frontier, undone: each row with its weight negated.
-// Materialized, because a nested loop rescans it once per probe of the previous state, and
-// recomputing it from the buffer rows on every rescan grows with loops times changes.
+// Materialized: every arm that joins the previous state reads it, and computing it once from
+// the buffer rows is cheaper than once per arm.
 function undone(s: Source): string {
   const names = visibleColumns(s).map((c) => ident(c.name));
   return `SELECT ${[...names.map((c) => `d.${c}`), '-d.__pgt_w AS __pgt_w'].join(', ')} FROM ${deltaCte(s.index)} d`;
 }
 
 // The relation at the previous frontier: its rows now, plus the undone changes, as a weighted
-// relation. Its first branch is the table itself, so a join on it can still probe the table's
-// indexes; OFFSET 0 keeps the undone changes a subquery, which PostgreSQL can rescan per probe
-// (an appendrel child that is a CTE scan would make the whole relation unparameterizable).
+// relation. The undone changes stay a bare CTE scan, which makes the relation unparameterizable,
+// so a join with it hashes or merges both branches once. As a parameterizable subquery, a nested
+// loop could probe the table's index per row, but rescanned every undone change per probe, and
+// PostgreSQL, which estimates the changes at a few rows whatever their number, chose that plan
+// at any rate of change (probes × changes: TPC-H Q8 at SF 0.01, 1% changed, 2.3 s against 57 ms).
 function previous(s: Source): string {
   const names = visibleColumns(s).map((c) => ident(c.name));
   return `SELECT ${[...names.map((c) => `t.${c}`), '1 AS __pgt_w'].join(', ')} FROM ${qualified(s.relation.schema, s.relation.name)} t
-    UNION ALL SELECT * FROM (SELECT * FROM ${undoneCte(s.index)} OFFSET 0) d`;
+    UNION ALL SELECT * FROM ${undoneCte(s.index)} d`;
 }
 
 function visibleColumns(s: Source) {
