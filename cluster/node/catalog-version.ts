@@ -8,8 +8,12 @@ export type CatalogFit =
   | { readonly kind: 'current'; readonly version: number }
   | { readonly kind: 'behind' | 'ahead'; readonly installed: number; readonly expected: number };
 
+let expected: number | undefined;
+
+/** The number of migrations this code ships; read from disk once, as they cannot change while it runs. */
 export function expectedCatalogVersion(): number {
-  return loadMigrations().length;
+  expected ??= loadMigrations().length;
+  return expected;
 }
 
 export function compareCatalog(installed: number, expected: number): CatalogFit {

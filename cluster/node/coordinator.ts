@@ -61,7 +61,7 @@ export class Coordinator {
     if (!this.isLeader() || this.poked || this.resigned) return;
     this.poked = setTimeout(() => {
       this.poked = undefined;
-      void this.round().catch((err) => this.options.log.error({ err }, 'coordinator round failed'));
+      this.roundNow();
     }, 20);
   }
 
@@ -82,9 +82,16 @@ export class Coordinator {
     return this.running;
   }
 
-  private stand(): void {
+  private roundNow(): void {
     if (this.resigned) return;
     void this.round().catch((err) => this.options.log.error({ err }, 'coordinator round failed'));
+  }
+
+  /** One alarm at a time: a follower's is the coordinator's term, a leader's a member's expiry. */
+  private alarmAt(at: number, now: number, fire: () => void): void {
+    clearTimeout(this.expiry);
+    this.expiry = setTimeout(fire, at - now + 1);
+    this.expiry.unref();
   }
 
   /** Gives the role up so another node takes it at its next heartbeat. */
@@ -113,9 +120,7 @@ export class Coordinator {
       this.leader = undefined;
       // Stand for election the instant the coordinator's term runs out, not a heartbeat later:
       // a dead coordinator's tables wait for both.
-      clearTimeout(this.expiry);
-      this.expiry = setTimeout(() => this.stand(), current.expiresAt - now + 1);
-      this.expiry.unref();
+      this.alarmAt(current.expiresAt, now, () => this.roundNow());
     } else {
       const epoch =
         current === undefined || current.holder !== node ? (current?.epoch ?? 0) + 1 : current.epoch;
@@ -139,10 +144,8 @@ export class Coordinator {
   private wakeAtNextExpiry(members: ReadonlyMap<string, Member>, now: number): void {
     let at = Number.POSITIVE_INFINITY;
     for (const m of members.values()) if (m.expiresAt > now && m.expiresAt < at) at = m.expiresAt;
-    clearTimeout(this.expiry);
-    if (!Number.isFinite(at)) return;
-    this.expiry = setTimeout(() => this.poke(), at - now + 1);
-    this.expiry.unref();
+    if (Number.isFinite(at)) this.alarmAt(at, now, () => this.poke());
+    else clearTimeout(this.expiry);
   }
 
   private async coordinate(now: number): Promise<void> {
