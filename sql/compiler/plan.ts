@@ -7,6 +7,7 @@ import { aggregateRoot, distinctRoot, type RootPlan } from './delta/aggregate.js
 import { queryArms } from './delta/arms.js';
 import { keyColumns, keyedRoot } from './delta/keyed.js';
 import { multisetApply, multisetFull, ROW_ID } from './delta/multiset.js';
+import { referencedColumns } from './delta/referenced.js';
 import { Sources } from './delta/sources.js';
 import { deltaStatement } from './delta/statement.js';
 import { renameTargets } from './delta/variants.js';
@@ -38,7 +39,7 @@ export async function compile(facts: CompileFacts, storage: StorageFacts): Promi
 /** compile() once the parser is loaded. */
 export function compileLoaded(facts: CompileFacts, storage: StorageFacts): Plan {
   const op = analyze(facts);
-  const sources = new Sources();
+  const sources = new Sources(referencedColumns(facts));
   const columns = facts.outputColumns.map((c) => c.name);
   const table = qualified(storage.schema, storage.name);
   const ctx = { storage: table, columns, sources, facts };

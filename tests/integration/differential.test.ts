@@ -208,4 +208,31 @@ describe('differential refresh', () => {
       { action: 'DIFFERENTIAL', rows_inserted: 1, rows_deleted: 1, changes_consumed: 2 },
     ]);
   });
+  it('consumes an UPDATE of columns the query does not read without changing the stream table', async () => {
+    await db.admin.query(`CREATE TABLE pr_o (id int PRIMARY KEY, cid int, amount int, note text);
+      CREATE TABLE pr_c (id int PRIMARY KEY, region text, phone text);
+      INSERT INTO pr_c VALUES (1, 'north', 'a'), (2, 'south', 'b');
+      INSERT INTO pr_o VALUES (1, 1, 10, 'x'), (2, 2, 20, 'y'), (3, 2, 5, NULL)`);
+    await create(
+      'pruned',
+      'SELECT pr_c.region, sum(pr_o.amount) AS total FROM pr_o JOIN pr_c ON pr_o.cid = pr_c.id GROUP BY pr_c.region',
+    );
+    const last = async () =>
+      (
+        await db.admin.query(
+          `SELECT rows_inserted::int + rows_deleted::int AS changed, changes_consumed::int AS consumed
+             FROM pgtrickle.pgt_refresh_history WHERE pgt_id = pgtrickle._resolve('pruned') ORDER BY refresh_id DESC LIMIT 1`,
+        )
+      ).rows[0];
+    await step('pruned', `UPDATE pr_o SET note = 'z'; UPDATE pr_c SET phone = NULL`);
+    expect(await last()).toEqual({ changed: 0, consumed: 5 });
+    await step(
+      'pruned',
+      `UPDATE pr_o SET note = NULL, amount = amount + 1 WHERE id = 1; UPDATE pr_c SET region = 'east' WHERE id = 2`,
+    );
+    expect((await db.admin.query('SELECT region, total::int FROM pruned ORDER BY region')).rows).toEqual([
+      { region: 'east', total: 25 },
+      { region: 'north', total: 11 },
+    ]);
+  });
 });

@@ -88,7 +88,9 @@ function keyedApply(storage: string, cols: string[], keys: string[]): Apply {
       ],
       // After netting, a key has at most one row with weight +1 (its new version) and one with
       // −1 (its old one). No CTE is joined to another: each row finds its place in the stream
-      // table by one index probe, and keys that disappear come from a hashed EXCEPT.
+      // table by one index probe, and keys that disappear come from a hashed EXCEPT. Rows are
+      // updated and deleted through TID arrays, which bound the scan of the stream table however
+      // many rows PostgreSQL expects from the delta.
       [
         '__pgt_new',
         `SELECT n.*, t.tid FROM __pgt_net n
@@ -103,7 +105,8 @@ function keyedApply(storage: string, cols: string[], keys: string[]): Apply {
       [
         '__pgt_upd',
         `UPDATE ${storage} t SET ${cols.map((c) => `${c} = n.${c}`).join(', ')}
-           FROM __pgt_new n WHERE t.ctid = n.tid RETURNING 1`,
+           FROM __pgt_new n WHERE t.ctid = n.tid
+            AND t.ctid = ANY (ARRAY(SELECT f.tid FROM __pgt_new f WHERE f.tid IS NOT NULL)) RETURNING 1`,
       ],
       [
         '__pgt_ins',

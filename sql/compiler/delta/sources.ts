@@ -3,6 +3,7 @@
 // the relation as it was at the previous frontier, __pgt_u<i> the changes undone); derived
 // deltas, computed once per statement, are __pgt_g<i>.
 import type { RelationFacts } from '../facts.js';
+import type { Referenced } from './referenced.js';
 
 export interface Source {
   index: number;
@@ -10,9 +11,15 @@ export interface Source {
 }
 
 export class Sources {
+  /** The columns the query observes: an UPDATE of none of them is no change to it. */
+  readonly referenced: Referenced;
   readonly #byRelid = new Map<number, Source>();
   readonly #old = new Set<number>();
   readonly #derived = new Map<string, string>();
+
+  constructor(referenced: Referenced = 'all') {
+    this.referenced = referenced;
+  }
 
   /**
    * A delta computed once per statement (a grouped subquery's), named by a CTE that every arm
