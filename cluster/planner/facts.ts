@@ -59,6 +59,7 @@ export async function loadFacts(client: pg.ClientBase, pgtId: string): Promise<S
       columns: { name: string; attnum: number; type: string; captured: boolean }[];
       view_definition: string | null;
       key: string[] | null;
+      rows: number | null;
     }>(
       `SELECT c.oid::int AS relid, n.nspname AS schema, c.relname AS name, d.source_type, ct.buffer_name AS buffer,
               (SELECT json_agg(json_build_object('name', a.attname, 'attnum', a.attnum,
@@ -70,7 +71,8 @@ export async function loadFacts(client: pg.ClientBase, pgtId: string): Promise<S
                  FROM pg_catalog.pg_index i
                  CROSS JOIN LATERAL unnest(i.indkey::smallint[]) WITH ORDINALITY AS k(attnum, ord)
                  JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
-                WHERE i.indrelid = c.oid AND i.indisprimary) AS key
+                WHERE i.indrelid = c.oid AND i.indisprimary) AS key,
+              CASE WHEN c.reltuples >= 0 THEN c.reltuples::float8 END AS rows
          FROM pgtrickle.pgt_dependencies d
          JOIN pg_catalog.pg_class c ON c.oid = d.source_relid
          JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
@@ -86,6 +88,7 @@ export async function loadFacts(client: pg.ClientBase, pgtId: string): Promise<S
       columns: r.columns,
       ...(r.buffer ? { buffer: r.buffer } : {}),
       ...(r.key ? { key: r.key } : {}),
+      ...(r.rows !== null ? { rows: r.rows } : {}),
       ...(r.view_definition ? { viewDefinition: r.view_definition.replace(/;\s*$/, '') } : {}),
     }));
     if (own) await client.query('COMMIT');

@@ -22,6 +22,12 @@ export interface RelationFacts {
   buffer?: string;
   /** For views: pg_get_viewdef() under an empty search_path. */
   viewDefinition?: string;
+  /**
+   * Rows as of the last ANALYZE (pg_class.reltuples), when there was one. It orders the joins
+   * of delta arms so that the largest relations are read as they are now, by index, and only
+   * smaller ones as they were; it never changes what a refresh computes.
+   */
+  rows?: number;
 }
 
 export interface CompileFacts {

@@ -166,7 +166,12 @@ function statement(o: Op): [string, unknown[]] {
   }
 }
 
-describe('differential refresh keeps every shape equal to its query', () => {
+// Twice: as created, and with statistics that call the tables large, which makes the compiler
+// join their previous states as the relation now plus its undone changes (variants.ts).
+describe.each([
+  ['as created', false],
+  ['with the statistics of large tables', true],
+])('differential refresh keeps every shape equal to its query, %s', (_title, large) => {
   let db: TestDb;
 
   beforeAll(async () => {
@@ -176,6 +181,12 @@ describe('differential refresh keeps every shape equal to its query', () => {
       CREATE TABLE b (id int PRIMARY KEY, g int, w int NOT NULL);
       CREATE TABLE k (x int, y int);
       CREATE VIEW va AS SELECT a.g, a.v FROM a WHERE a.v IS DISTINCT FROM 0;`);
+    if (large) {
+      await db.admin.query(
+        `UPDATE pg_class SET reltuples = CASE relname WHEN 'a' THEN 200000 WHEN 'b' THEN 50000 ELSE 20000 END
+          WHERE relname IN ('a', 'b', 'k') AND relnamespace = 'public'::regnamespace`,
+      );
+    }
   });
   afterAll(async () => {
     await db?.drop();

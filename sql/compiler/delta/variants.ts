@@ -14,7 +14,7 @@ import { type Arm, queryArms, queryOld } from './arms.js';
 import { allOf, changed, type Guard } from './guard.js';
 import { outputNames } from './names.js';
 import { outerJoinSide } from './outer-join.js';
-import { deltaCte, oldCte, type Sources } from './sources.js';
+import { deltaCte, oldCte, type Sources, undoneCte } from './sources.js';
 
 export interface Variant<T> {
   node: T;
@@ -31,14 +31,37 @@ export interface Weighted<T> {
   factors: string[];
 }
 
+/** A part of a previous state: its rows exist only when `guard` holds. */
+export interface Term<T> extends Weighted<T> {
+  guard?: Guard;
+}
+
 export interface Side<T> {
   cur: T;
   /** Built on demand, so that a previous state nobody joins is not defined in the statement. */
   old: (() => Weighted<T>) | undefined;
+  /**
+   * The previous state as a sum of terms, for a large relation: the relation now, which a join
+   * can probe by index and whose statistics PostgreSQL knows, plus its undone changes. As one
+   * union (`old`) it could only be scanned whole, with every estimate above it a guess.
+   */
+  oldTerms?: () => Term<T>[];
   deltas: Variant<T>[];
 }
 
-export function combine<A, B, C>(a: Side<A>, b: Side<B>, make: (x: A, y: B) => C): Side<C> {
+/** Relations of at least this many rows are joined in their previous state as oldTerms. */
+export const SPLIT_ROWS = 10_000;
+
+/**
+ * Joins two sides. With `oldOn` 'left', the telescoping is turned around (ΔA⋈B_now + A_old⋈ΔB):
+ * a previous state is a union that PostgreSQL can only scan whole, so it should be the smaller side's.
+ */
+export function combine<A, B, C>(
+  a: Side<A>,
+  b: Side<B>,
+  make: (x: A, y: B) => C,
+  oldOn: 'left' | 'right' = 'right',
+): Side<C> {
   const pair = (x: Weighted<A>, y: Weighted<B>): Weighted<C> => ({
     node: make(x.node, y.node),
     factors: [...x.factors, ...y.factors],
@@ -51,14 +74,16 @@ export function combine<A, B, C>(a: Side<A>, b: Side<B>, make: (x: A, y: B) => C
   const old = aOld && bOld ? () => pair(aOld(), bOld()) : undefined;
   if (aOld || bOld) {
     // ΔA⋈B_old + A_now⋈ΔB, or symmetrically ΔA⋈B_now + A_old⋈ΔB when only A has an old state.
-    const bThen = bOld && a.deltas.length > 0 ? bOld() : bNow;
-    const aThen = !bOld && aOld && b.deltas.length > 0 ? aOld() : aNow;
+    const leftOld = oldOn === 'left' ? Boolean(aOld) && b.deltas.length > 0 : !bOld;
+    const bThen = !leftOld && a.deltas.length > 0 ? previous(b, bNow) : [bNow];
+    const aThen = leftOld && b.deltas.length > 0 ? previous(a, aNow) : [aNow];
+    const guarded = (g: Guard, t: Term<unknown>) => (t.guard ? allOf([g, t.guard]) : g);
     return {
       cur,
       old,
       deltas: [
-        ...a.deltas.map((da) => ({ ...da, ...pair(da, bThen) })),
-        ...b.deltas.map((db) => ({ ...db, ...pair(aThen, db) })),
+        ...a.deltas.flatMap((da) => bThen.map((t) => ({ ...da, ...pair(da, t), guard: guarded(da.guard, t) }))),
+        ...b.deltas.flatMap((db) => aThen.map((t) => ({ ...db, ...pair(t, db), guard: guarded(db.guard, t) }))),
       ],
     };
   }
@@ -82,11 +107,52 @@ export function combine<A, B, C>(a: Side<A>, b: Side<B>, make: (x: A, y: B) => C
   };
 }
 
+function previous<T>(side: Side<T>, now: Weighted<T>): Term<T>[] {
+  if (side.oldTerms) return side.oldTerms();
+  return side.old ? [side.old()] : [now];
+}
+
+/**
+ * The items are telescoped largest first, so that each is read as it was only in the arms of
+ * larger ones; the FROM list keeps its order (a `*` or a LATERAL item depends on it).
+ */
 export function fromListSide(items: FromItem[], sources: Sources): Side<Node[]> {
-  return items.reduce<Side<Node[]>>(
-    (acc, item) => combine(acc, fromItemSide(item, sources), (list, node) => [...list, node]),
+  const order = items.map((item, i) => ({ i, rows: itemRows(item) })).sort((x, y) => y.rows - x.rows);
+  const side = order.reduce<Side<[number, Node][]>>(
+    (acc, { i }) =>
+      combine(acc, fromItemSide(items[i] as FromItem, sources), (list, node): [number, Node][] => [
+        ...list,
+        [i, node],
+      ]),
     { cur: [], old: () => ({ node: [], factors: [] }), deltas: [] },
   );
+  const inOrder = (list: [number, Node][]) => [...list].sort((x, y) => x[0] - y[0]).map(([, node]) => node);
+  const { old } = side;
+  return {
+    cur: inOrder(side.cur),
+    old:
+      old &&
+      (() => {
+        const w = old();
+        return { ...w, node: inOrder(w.node) };
+      }),
+    deltas: side.deltas.map((d) => ({ ...d, node: inOrder(d.node) })),
+  };
+}
+
+/** The rows an item reads at most, by the last ANALYZE of its relations: 0 when unknown. */
+function itemRows(item: FromItem): number {
+  switch (item.kind) {
+    case 'scan':
+      return item.relation.rows ?? 0;
+    case 'join':
+      return Math.max(itemRows(item.left), itemRows(item.right));
+    case 'subquery':
+    case 'constant':
+      return 0;
+    default:
+      return unreachable(item);
+  }
 }
 
 export function fromItemSide(item: FromItem, sources: Sources): Side<Node> {
@@ -99,9 +165,18 @@ export function fromItemSide(item: FromItem, sources: Sources): Side<Node> {
         RangeVar: { relname, inh: true, relpersistence: 'p', alias: { ...alias, aliasname: item.alias } },
       });
       const factors = [`${ident(item.alias)}.__pgt_w`];
+      const large = (item.relation.rows ?? 0) >= SPLIT_ROWS;
       return {
         cur: item.node,
         old: () => ({ node: cte(oldCte(sources.useOld(item.relation).index)), factors }),
+        ...(large
+          ? {
+              oldTerms: () => [
+                { node: item.node, factors: [] },
+                { node: cte(undoneCte(sources.useOld(item.relation).index)), factors, guard: changed(index) },
+              ],
+            }
+          : {}),
         deltas: [{ node: cte(deltaCte(index)), factors, sign: 1, guard: changed(index) }],
       };
     }
@@ -113,7 +188,8 @@ export function fromItemSide(item: FromItem, sources: Sources): Side<Node> {
       switch (item.type) {
         case 'inner': {
           const join = (item.node as { JoinExpr: object }).JoinExpr;
-          return combine(left, right, (larg, rarg) => ({ JoinExpr: { ...join, larg, rarg } }));
+          const oldOn = itemRows(item.left) < itemRows(item.right) ? 'left' : 'right';
+          return combine(left, right, (larg, rarg) => ({ JoinExpr: { ...join, larg, rarg } }), oldOn);
         }
         case 'left':
         case 'right':
