@@ -160,7 +160,9 @@ function aggregateType(call: Call, from: FromItem[]): SqlType | undefined {
       return type.kind === 'exact' ? exact('numeric') : undefined;
     case 'min':
     case 'max':
-      return type;
+      // Aggregates drop the modifier; and an extreme of another type can be of a third one
+      // (max of a varchar is a text): only exact ones are known.
+      return type.kind === 'exact' ? exact(type.base) : undefined;
     default:
       return undefined;
   }

@@ -158,7 +158,7 @@ describe('expression types', () => {
            SELECT t.i, sum(t.i) AS si, sum(t.b) AS sb, avg(t.s) AS av, count(*) AS n, max(t.n2) AS mx, sum(t.f) AS sf
            FROM public.t GROUP BY t.i) g`,
       ),
-    ).toEqual(['bigint', 'numeric', 'numeric', 'bigint', 'numeric(10,2)', undefined]);
+    ).toEqual(['bigint', 'numeric', 'numeric', 'bigint', 'numeric', undefined]);
   });
 
   it('gives a UNION ALL column the widest of its inputs', () => {
