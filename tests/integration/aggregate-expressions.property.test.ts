@@ -17,6 +17,9 @@ const SHAPES: Record<string, string> = {
       FROM (SELECT m.g, m.a * m.i AS v FROM m) s GROUP BY s.g`,
   subquery_join_share: `SELECT s.g, sum(CASE WHEN s.i > 2 THEN s.v ELSE 0 END) / NULLIF(sum(s.v), 0) AS share
       FROM (SELECT n.g, m.i, m.a * (1 - n.w) AS v FROM m JOIN n ON m.g = n.g) s GROUP BY s.g`,
+  // Column aliases on a WITH query rename its columns by position: here they swap two of them.
+  renamed_with_columns: `WITH c AS (SELECT m.g, m.i AS p, m.a AS q FROM m)
+      SELECT x.g, sum(x.q) AS sq, sum(x.p * 2) AS sp FROM c AS x(g, q, p) GROUP BY x.g`,
   global_share: `SELECT 100.00 * sum(CASE WHEN m.i > 2 THEN m.a * m.b ELSE 0 END) / NULLIF(sum(m.a * m.b), 0) AS share,
       sum(m.i - m.g) AS d FROM m`,
 };
