@@ -243,7 +243,20 @@ function renamed(node: Node, names: string[]): string[] {
   return names.map((n, i) => (i < aliases.length ? (aliases[i] ?? '') : n));
 }
 
+// Each reference to a subquery column asks for the subquery's types; nested subqueries would
+// repeat the work for every reference above them. Operator trees are never mutated.
+const outputTypesOf = new WeakMap<QueryOp, (SqlType | undefined)[]>();
+
 function outputTypes(op: QueryOp): (SqlType | undefined)[] {
+  let types = outputTypesOf.get(op);
+  if (!types) {
+    types = inferOutputTypes(op);
+    outputTypesOf.set(op, types);
+  }
+  return types;
+}
+
+function inferOutputTypes(op: QueryOp): (SqlType | undefined)[] {
   switch (op.kind) {
     case 'select':
     case 'aggregate':
