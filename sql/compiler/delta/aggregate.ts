@@ -292,6 +292,10 @@ function finalize(agg: Agg, i: number): string {
     case 'count':
       return `n.__pgt_n${i}`;
     case 'sum':
+      // A numeric state keeps the widest scale of every value it absorbed, PostgreSQL's sum the
+      // widest of the values there are now: equal as numbers, as I5 compares them, but printed
+      // with more zeros. A division rounds to at least 16 significant digits and to the scale of
+      // its inputs, so a quotient differs only when that extra scale goes beyond those digits.
       return `(CASE WHEN n.__pgt_n${i} > 0 THEN n.__pgt_s${i} END)::${agg.sumType}`;
     case 'avg':
       return `(CASE WHEN n.__pgt_n${i} > 0 THEN n.__pgt_s${i} / n.__pgt_n${i} END)`;
