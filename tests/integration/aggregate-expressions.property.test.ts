@@ -17,6 +17,9 @@ const SHAPES: Record<string, string> = {
       FROM (SELECT m.g, m.a * m.i AS v FROM m) s GROUP BY s.g`,
   subquery_join_share: `SELECT s.g, sum(CASE WHEN s.i > 2 THEN s.v ELSE 0 END) / NULLIF(sum(s.v), 0) AS share
       FROM (SELECT n.g, m.i, m.a * (1 - n.w) AS v FROM m JOIN n ON m.g = n.g) s GROUP BY s.g`,
+  aggregate_of_sums: `SELECT s.big, sum(s.total) AS st, avg(s.total) AS at, max(s.top) AS mt, count(*) AS n
+      FROM (SELECT m.g, m.g > 1 AS big, sum(m.a * m.i) AS total, max(m.a) AS top FROM m GROUP BY m.g) s
+      GROUP BY s.big`,
   // Column aliases on a WITH query rename its columns by position: here they swap two of them.
   renamed_with_columns: `WITH c AS (SELECT m.g, m.i AS p, m.a AS q FROM m)
       SELECT x.g, sum(x.q) AS sq, sum(x.p * 2) AS sp FROM c AS x(g, q, p) GROUP BY x.g`,
