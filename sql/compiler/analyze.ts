@@ -179,14 +179,19 @@ function fromItem(item: Node, scope: Scope): FromItem {
 }
 
 function rangeVar(item: Node & { RangeVar: object }, scope: Scope): FromItem {
-  const rv = (item as { RangeVar: { schemaname?: string; relname?: string; alias?: { aliasname?: string } } })
-    .RangeVar;
+  const rv = (
+    item as {
+      RangeVar: { schemaname?: string; relname?: string; alias?: { aliasname?: string; colnames?: Node[] } };
+    }
+  ).RangeVar;
   const name = rv.relname ?? '';
   const alias = rv.alias?.aliasname ?? name;
+  // Column aliases (FROM c AS x(a, b)) rename the subquery's columns by position, as the table's.
+  const subqueryAlias = { ...rv.alias, aliasname: alias };
   const cte = rv.schemaname ? undefined : scope.ctes.get(name);
   if (cte) {
     const node: Node = {
-      RangeSubselect: { subquery: { SelectStmt: withOuterCtes(cte, scope) }, alias: { aliasname: alias } },
+      RangeSubselect: { subquery: { SelectStmt: withOuterCtes(cte, scope) }, alias: subqueryAlias },
     };
     return { kind: 'subquery', alias, query: query(cte, scope), node };
   }
@@ -212,7 +217,7 @@ function rangeVar(item: Node & { RangeVar: object }, scope: Scope): FromItem {
         throw new UnsupportedConstruct(
           `view ${relation.schema}.${relation.name} without a readable definition`,
         );
-      const node: Node = { RangeSubselect: { subquery: { SelectStmt: body }, alias: { aliasname: alias } } };
+      const node: Node = { RangeSubselect: { subquery: { SelectStmt: body }, alias: subqueryAlias } };
       return { kind: 'subquery', alias, query: query(body, scope), node };
     }
     case 'matview':

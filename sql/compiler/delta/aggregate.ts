@@ -1,13 +1,15 @@
 // Aggregates and DISTINCT on top of the query. Algebraic when every aggregate is COUNT, SUM or
-// AVG of an exact number, MIN or MAX: hidden state columns (__pgt_count, sums, non-null counts,
-// extremes) absorb the weighted delta per group, and a group is rescanned only when a deleted
-// value could have been its MIN or MAX. Anything else (HAVING, other aggregates, float sums)
-// recomputes just the groups the delta touches.
+// AVG of an expression whose type is exact (types.ts), MIN or MAX of one whose type is known:
+// hidden state columns (__pgt_count, sums, non-null counts, extremes) absorb the weighted delta
+// per group, and a group is rescanned only when a deleted value could have been its MIN or MAX.
+// Anything else (HAVING, other aggregates, float sums, types not known for certain) recomputes
+// just the groups the delta touches.
 import { ident } from '../../../shared/pg/quote.js';
 import { unreachable } from '../../../shared/unreachable.js';
 import { type FromItem, functionName, isAggregateCall, type QueryOp } from '../analyze.js';
-import { and, clone, deparse, expr, type Node, resTarget, type SelectStmt } from '../ast.js';
-import type { CompileFacts, RelationFacts } from '../facts.js';
+import { and, clone, deparse, expr, type Node, resTarget, type SelectStmt, stringValue } from '../ast.js';
+import type { CompileFacts } from '../facts.js';
+import { expressionType, sumType } from '../types.js';
 import { type Arm, queryArms } from './arms.js';
 import { ROW_ID, rowIdOf } from './multiset.js';
 import type { Sources } from './sources.js';
@@ -42,9 +44,6 @@ interface Agg {
   /** Cast that gives a SUM its PostgreSQL result type. */
   sumType: string;
 }
-
-const INTEGER_SUM = new Set(['smallint', 'integer']);
-const EXACT = /^(smallint|integer|bigint|numeric(\(\d+(,\s*\d+)?\))?)$/;
 
 class NotAlgebraic extends Error {}
 
@@ -95,7 +94,6 @@ export function groupKeys(stmt: SelectStmt, groupBy: Node[]): Node[] {
 
 function algebraic(op: Extract<QueryOp, { kind: 'aggregate' }>, keys: Node[], ctx: RootContext): RootPlan {
   if (op.stmt.havingClause) throw new NotAlgebraic();
-  const scans = scanAliases(op.from);
   const keyTexts = keys.map((k) => deparse(k));
   const aggs: Agg[] = [];
   const aggIndex = new Map<string, number>();
@@ -108,7 +106,7 @@ function algebraic(op: Extract<QueryOp, { kind: 'aggregate' }>, keys: Node[], ct
     if (isAggregateCall(node as Record<string, unknown>, ctx.facts)) {
       let i = aggIndex.get(text);
       if (i === undefined) {
-        i = aggs.push(classify(node, scans)) - 1;
+        i = aggs.push(classify(node, op.from)) - 1;
         aggIndex.set(text, i);
       }
       return expr(finalize(aggs[i] as Agg, i));
@@ -211,14 +209,17 @@ function inputBlock(op: Extract<QueryOp, { kind: 'aggregate' }>, exprs: string[]
   return { kind: 'select', stmt: { ...rest, targetList }, from: op.from };
 }
 
-function classify(node: Node, scans: Map<string, RelationFacts>): Agg {
+function classify(node: Node, from: FromItem[]): Agg {
   const call = (node as { FuncCall: NonNullable<Extract<Node, { FuncCall: unknown }>['FuncCall']> }).FuncCall;
+  const qualifier = call.funcname && call.funcname.length > 1 ? stringValue(call.funcname[0]) : 'pg_catalog';
   if (
     call.agg_filter ||
     call.agg_order?.length ||
     call.agg_distinct ||
     call.agg_within_group ||
-    call.func_variadic
+    call.func_variadic ||
+    // An aggregate of another schema is the user's, whatever its name: pg_get_viewdef qualifies it.
+    qualifier !== 'pg_catalog'
   ) {
     throw new NotAlgebraic();
   }
@@ -228,48 +229,16 @@ function classify(node: Node, scans: Map<string, RelationFacts>): Agg {
   if (!arg) throw new NotAlgebraic();
   const argText = deparse(arg);
   if (name === 'count') return { kind: 'count', arg: argText, stateType: '', sumType: '' };
-  const type = columnType(arg, scans);
+  const type = expressionType(arg, from);
   if (!type) throw new NotAlgebraic();
   if (name === 'sum' || name === 'avg') {
-    if (!EXACT.test(type)) throw new NotAlgebraic();
-    return {
-      kind: name,
-      arg: argText,
-      stateType: 'numeric',
-      sumType: INTEGER_SUM.has(type) ? 'bigint' : 'numeric',
-    };
+    // A float sum depends on the order of its additions: absorbing deltas drifts from a recompute.
+    if (type.kind !== 'exact') throw new NotAlgebraic();
+    return { kind: name, arg: argText, stateType: 'numeric', sumType: sumType(type.base) };
   }
-  if (name === 'min' || name === 'max') return { kind: name, arg: argText, stateType: type, sumType: '' };
+  if (name === 'min' || name === 'max')
+    return { kind: name, arg: argText, stateType: type.name, sumType: '' };
   throw new NotAlgebraic();
-}
-
-function columnType(arg: Node, scans: Map<string, RelationFacts>): string | undefined {
-  if (!('ColumnRef' in arg)) return undefined;
-  const fields = (arg.ColumnRef.fields ?? []).map((f) => ('String' in f ? f.String.sval : undefined));
-  if (fields.length !== 2 || !fields[0] || !fields[1]) return undefined;
-  return scans.get(fields[0])?.columns.find((c) => c.name === fields[1])?.type;
-}
-
-function scanAliases(items: FromItem[]): Map<string, RelationFacts> {
-  const aliases = new Map<string, RelationFacts>();
-  const visit = (item: FromItem): void => {
-    switch (item.kind) {
-      case 'scan':
-        aliases.set(item.alias, item.relation);
-        return;
-      case 'join':
-        visit(item.left);
-        visit(item.right);
-        return;
-      case 'subquery':
-      case 'constant':
-        return;
-      default:
-        unreachable(item);
-    }
-  };
-  items.forEach(visit);
-  return aliases;
 }
 
 function stateColumns(agg: Agg, i: number): { name: string; type: string }[] {
@@ -323,6 +292,10 @@ function finalize(agg: Agg, i: number): string {
     case 'count':
       return `n.__pgt_n${i}`;
     case 'sum':
+      // A numeric state keeps the widest scale of every value it absorbed, PostgreSQL's sum the
+      // widest of the values there are now: equal as numbers, as I5 compares them, but printed
+      // with more zeros. A division rounds to at least 16 significant digits and to the scale of
+      // its inputs, so a quotient differs only when that extra scale goes beyond those digits.
       return `(CASE WHEN n.__pgt_n${i} > 0 THEN n.__pgt_s${i} END)::${agg.sumType}`;
     case 'avg':
       return `(CASE WHEN n.__pgt_n${i} > 0 THEN n.__pgt_s${i} / n.__pgt_n${i} END)`;
