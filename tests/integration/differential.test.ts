@@ -235,4 +235,25 @@ describe('differential refresh', () => {
       { region: 'north', total: 11 },
     ]);
   });
+  it('runs the delta from a generated function that only the owner may call, dropped with the stream table', async () => {
+    await db.admin.query(`CREATE TABLE fn_src (id int PRIMARY KEY, v int); INSERT INTO fn_src VALUES (1, 1)`);
+    await create('fn_st', 'SELECT fn_src.id, fn_src.v FROM fn_src');
+    const fn = async () =>
+      (
+        await db.admin.query(
+          `SELECT p.proname::text AS name, has_function_privilege('public', p.oid, 'EXECUTE') AS public
+             FROM pg_proc p WHERE p.pronamespace = 'pgtrickle_delta'::regnamespace
+              AND p.proname = 'st_' || pgtrickle._resolve('fn_st')`,
+        )
+      ).rows;
+    expect(await fn()).toEqual([{ name: expect.stringMatching(/^st_\d+$/), public: false }]);
+    await step('fn_st', 'UPDATE fn_src SET v = 2; INSERT INTO fn_src VALUES (2, 2)');
+    const id = (await db.admin.query(`SELECT pgtrickle._resolve('fn_st')::text AS id`)).rows[0].id;
+    await db.admin.query(`SELECT pgtrickle.drop_stream_table('fn_st')`);
+    const { rows } = await db.admin.query(
+      `SELECT to_regproc('pgtrickle_delta.st_' || $1::text) IS NULL AS gone`,
+      [id],
+    );
+    expect(rows).toEqual([{ gone: true }]);
+  });
 });

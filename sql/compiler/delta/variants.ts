@@ -23,6 +23,8 @@ export interface Variant<T> {
   sign: 1 | -1;
   /** Which sources must have changes for this variant to have rows. */
   guard: Guard;
+  /** How many previous states this variant joins as oldTerms: each doubles the arms to plan. */
+  splits?: number;
 }
 
 /** A relation whose rows carry weights: the product of `factors` is each row's multiplicity. */
@@ -49,8 +51,10 @@ export interface Side<T> {
   deltas: Variant<T>[];
 }
 
-/** Relations of at least this many rows are joined in their previous state as oldTerms. */
-export const SPLIT_ROWS = 10_000;
+/** Relations of at least this many rows are joined in their previous state as oldTerms… */
+export const SPLIT_ROWS = 50_000;
+/** …by at most this many per arm, the largest first: planning time grows with the arms. */
+const MAX_SPLITS = 2;
 
 /**
  * Joins two sides. With `oldOn` 'left', the telescoping is turned around (ΔA⋈B_now + A_old⋈ΔB):
@@ -75,15 +79,27 @@ export function combine<A, B, C>(
   if (aOld || bOld) {
     // ΔA⋈B_old + A_now⋈ΔB, or symmetrically ΔA⋈B_now + A_old⋈ΔB when only A has an old state.
     const leftOld = oldOn === 'left' ? Boolean(aOld) && b.deltas.length > 0 : !bOld;
-    const bThen = !leftOld && a.deltas.length > 0 ? previous(b, bNow) : [bNow];
-    const aThen = leftOld && b.deltas.length > 0 ? previous(a, aNow) : [aNow];
-    const guarded = (g: Guard, t: Term<unknown>) => (t.guard ? allOf([g, t.guard]) : g);
+    const then = <X>(side: Side<X>, now: Weighted<X>, used: boolean, v: Variant<unknown>): Term<X>[] =>
+      !used ? [now] : previous(side, now, (v.splits ?? 0) < MAX_SPLITS);
+    const joined = <V extends Variant<unknown>>(v: V, terms: Term<unknown>[]) =>
+      terms.map((t) => ({
+        guard: t.guard ? allOf([v.guard, t.guard]) : v.guard,
+        splits: (v.splits ?? 0) + (terms.length > 1 ? 1 : 0),
+      }));
     return {
       cur,
       old,
       deltas: [
-        ...a.deltas.flatMap((da) => bThen.map((t) => ({ ...da, ...pair(da, t), guard: guarded(da.guard, t) }))),
-        ...b.deltas.flatMap((db) => aThen.map((t) => ({ ...db, ...pair(t, db), guard: guarded(db.guard, t) }))),
+        ...a.deltas.flatMap((da) => {
+          const terms = then(b, bNow, !leftOld && a.deltas.length > 0, da);
+          const extra = joined(da, terms);
+          return terms.map((t, i) => ({ ...da, ...pair(da, t), ...extra[i] }));
+        }),
+        ...b.deltas.flatMap((db) => {
+          const terms = then(a, aNow, leftOld && b.deltas.length > 0, db);
+          const extra = joined(db, terms);
+          return terms.map((t, i) => ({ ...db, ...pair(t, db), ...extra[i] }));
+        }),
       ],
     };
   }
@@ -107,8 +123,8 @@ export function combine<A, B, C>(
   };
 }
 
-function previous<T>(side: Side<T>, now: Weighted<T>): Term<T>[] {
-  if (side.oldTerms) return side.oldTerms();
+function previous<T>(side: Side<T>, now: Weighted<T>, split: boolean): Term<T>[] {
+  if (split && side.oldTerms) return side.oldTerms();
   return side.old ? [side.old()] : [now];
 }
 

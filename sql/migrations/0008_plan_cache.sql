@@ -1,0 +1,137 @@
+-- 0008: cached delta plans. A delta statement joins many relations; PostgreSQL took longer to
+-- plan it (up to a few hundred ms for TPC-H Q8) than to run it, on every refresh, because
+-- _refresh ran it with EXECUTE. Each plan now also lives in a generated function
+-- pgtrickle_delta.st_<pgt_id>(frontier, frontier_xid), whose one static statement PL/pgSQL plans
+-- once per server connection (a generic plan, so its parameters do not matter) and reuses until
+-- ANALYZE or DDL on a relation it reads invalidates it. The function runs with its caller's
+-- rights, like the EXECUTE it replaces; only the stream table's owner may call it.
+
+CREATE SCHEMA pgtrickle_delta;
+REVOKE ALL ON SCHEMA pgtrickle_delta FROM PUBLIC;
+COMMENT ON SCHEMA pgtrickle_delta IS 'pgtrickle: one generated function per differential stream table, its delta statement.';
+
+-- Creates or replaces the function of a stored plan and lets the stream table's owner call it.
+CREATE FUNCTION pgtrickle._install_delta_function(p_id bigint)
+RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+  v_name text := 'st_' || p_id;
+  v_sql text;
+  v_owner name;
+BEGIN
+  SELECT p.delta_sql, r.rolname INTO v_sql, v_owner
+    FROM pgtrickle.pgt_plans p
+    JOIN pgtrickle.pgt_stream_tables s ON s.pgt_id = p.pgt_id
+    JOIN pg_roles r ON r.oid = s.pgt_owner
+   WHERE p.pgt_id = p_id;
+  IF v_sql IS NULL THEN
+    RETURN;
+  END IF;
+  -- The statement's $1 and $2 name the function's two parameters, as they named EXECUTE's. Its
+  -- names are all columns: no column of a user's query can turn into a variable.
+  EXECUTE format(
+    $ddl$CREATE OR REPLACE FUNCTION pgtrickle_delta.%I(pg_snapshot, xid8,
+           OUT pgt_snapshot pg_snapshot, OUT pgt_inserted bigint, OUT pgt_deleted bigint, OUT pgt_truncated boolean,
+           OUT pgt_consumed bigint)
+         LANGUAGE plpgsql
+         SET search_path = pg_catalog, pg_temp
+         SET plan_cache_mode = force_generic_plan
+         AS %L$ddl$,
+    v_name,
+    E'#variable_conflict use_column\nBEGIN\n' || v_sql
+      || E'\n  INTO pgt_snapshot, pgt_inserted, pgt_deleted, pgt_truncated, pgt_consumed;\nEND');
+  EXECUTE format('REVOKE ALL ON FUNCTION pgtrickle_delta.%I(pg_snapshot, xid8) FROM PUBLIC', v_name);
+  EXECUTE format('GRANT USAGE ON SCHEMA pgtrickle_delta TO %I', v_owner);
+  EXECUTE format('GRANT EXECUTE ON FUNCTION pgtrickle_delta.%I(pg_snapshot, xid8) TO %I', v_name, v_owner);
+END
+$fn$;
+
+REVOKE ALL ON FUNCTION pgtrickle._install_delta_function(bigint) FROM PUBLIC;
+
+-- A plan's function follows its row: written with it, dropped with it (a dropped stream table
+-- takes its plan row along).
+CREATE FUNCTION pgtrickle._plan_function_sync()
+RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+  IF TG_OP = 'DELETE' THEN
+    EXECUTE format('DROP FUNCTION IF EXISTS pgtrickle_delta.%I(pg_snapshot, xid8)', 'st_' || OLD.pgt_id);
+    RETURN OLD;
+  END IF;
+  PERFORM pgtrickle._install_delta_function(NEW.pgt_id);
+  RETURN NEW;
+END
+$fn$;
+
+CREATE TRIGGER pgt_plans_function
+  AFTER INSERT OR UPDATE OF delta_sql OR DELETE ON pgtrickle.pgt_plans
+  FOR EACH ROW EXECUTE FUNCTION pgtrickle._plan_function_sync();
+
+SELECT pgtrickle._install_delta_function(p.pgt_id) FROM pgtrickle.pgt_plans p;
+
+CREATE OR REPLACE FUNCTION pgtrickle._refresh(p_id bigint, p_epoch bigint, p_initiated_by text)
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+  r record;
+  v_start timestamptz := clock_timestamp();
+  v_role text := current_setting('role');
+  v_jit text := current_setting('jit');
+  v_action text;
+  v_deleted bigint;
+  v_inserted bigint;
+  v_snapshot pg_snapshot;
+  v_truncated boolean;
+  v_consumed bigint;
+BEGIN
+  SELECT * INTO r FROM pgtrickle._refresh_begin(p_id, p_epoch);
+  IF NOT FOUND THEN
+    SELECT st.pgt_name INTO r FROM pgtrickle.pgt_stream_tables st WHERE st.pgt_id = p_id;
+    RAISE NOTICE 'refresh skipped for "%": another refresh is in progress', r.pgt_name;
+    RETURN NULL;
+  END IF;
+  IF r.frontier IS NOT NULL AND NOT r.needs_reinit
+     AND NOT pgtrickle._has_pending(p_id, r.frontier, r.frontier_xid) THEN
+    RAISE NOTICE 'refresh skipped for "%": no changes detected', r.rel_name;
+    RETURN NULL;
+  END IF;
+  IF r.owner_name <> current_user THEN
+    PERFORM set_config('role', r.owner_name, true);
+  END IF;
+  -- Delta statements are large but touch few rows: JIT compiling them can cost more than running them.
+  PERFORM set_config('jit', 'off', true);
+
+  IF r.delta_sql IS NOT NULL AND r.refresh_mode <> 'FULL' AND NOT r.needs_reinit AND r.frontier IS NOT NULL
+     AND NOT pgtrickle._too_many_changes(p_id, r.frontier) THEN
+    EXECUTE format('SELECT * FROM pgtrickle_delta.%I($1, $2)', 'st_' || p_id)
+      INTO v_snapshot, v_inserted, v_deleted, v_truncated, v_consumed
+      USING r.frontier, r.frontier_xid;
+    IF NOT v_truncated THEN
+      v_action := 'DIFFERENTIAL';
+    END IF;
+  END IF;
+
+  IF v_action IS NULL THEN
+    EXECUTE format('DELETE FROM %I.%I', r.schema_name, r.rel_name);
+    GET DIAGNOSTICS v_deleted = ROW_COUNT;
+    -- The snapshot is taken in the same statement that reads the sources, so the frontier is
+    -- exactly what this refresh saw (I2), whatever the isolation level.
+    EXECUTE format('WITH ins AS (%s RETURNING 1) SELECT pg_current_snapshot(), (SELECT count(*) FROM ins)',
+                   coalesce(r.full_sql, format('INSERT INTO %I.%I (%s) SELECT * FROM (%s) q',
+                                               r.schema_name, r.rel_name, r.column_list, r.defining_query)))
+      INTO v_snapshot, v_inserted;
+    v_action := CASE WHEN r.needs_reinit THEN 'REINITIALIZE' ELSE 'FULL' END;
+    v_consumed := NULL;
+  END IF;
+
+  PERFORM set_config('role', v_role, true);
+  PERFORM set_config('jit', v_jit, true);
+  RETURN pgtrickle._refresh_end(p_id, v_snapshot, v_action, v_inserted, v_deleted, p_initiated_by, v_start, v_consumed);
+END
+$fn$;
