@@ -104,8 +104,15 @@ function antijoin(
         `SELECT ${select}, 0 AS __pgt_w FROM ${hole(kept.cur)} JOIN ${hole(v.node)} ON ${on} WHERE ${guardSql(v.guard)}`,
     ),
   ];
-  const otherDelta = other.deltas.map(
-    (v) => `SELECT ${weight(v)} AS __pgt_w FROM ${hole(v.node)} WHERE ${on} AND ${guardSql(v.guard)}`,
+  // s, the delta weight of an affected row's partners, is joined and grouped rather than
+  // summed by a subquery per row: that subquery could only rescan the other side's changes for
+  // every affected row. The affected rows, deduplicated, are joined to those changes by the ON
+  // condition (a hash join where it is an equality) and folded into the same grouping as dl.
+  const partners = other.deltas.map(
+    (v) =>
+      `SELECT ${flat('__pgt_k')}, 0 AS __pgt_dl, ${weight(v)} AS __pgt_s
+         FROM (SELECT DISTINCT ${flat('__pgt_a')} FROM (${affected.join(' UNION ALL ')}) __pgt_a) __pgt_k
+         ${bind('__pgt_k', leaves)} JOIN ${hole(v.node)} ON ${on} WHERE ${guardSql(v.guard)}`,
   );
   // The ON condition names the preserved aliases, so it is evaluated where they are bound to
   // the affected row; the copies of the preserved side counted for m_new shadow those bindings.
@@ -114,17 +121,19 @@ function antijoin(
   const counts = [
     `(SELECT count(*) FROM ${hole(kept.cur)} WHERE ${same.join(' AND ') || 'true'}) AS m`,
     `(SELECT count(*) FROM ${hole(other.cur)} WHERE ${on}) AS n`,
-    otherDelta.length > 0
-      ? `(SELECT coalesce(sum(__pgt_r.__pgt_w), 0) FROM (${otherDelta.join(' UNION ALL ')}) __pgt_r) AS s`
-      : '0 AS s',
   ];
   const sql = `SELECT ${flat('__pgt_x')}, __pgt_v.__pgt_w
-      FROM (SELECT ${flat('__pgt_u')}, sum(__pgt_u.__pgt_w) AS __pgt_dl
-              FROM (${affected.join(' UNION ALL ')}) __pgt_u GROUP BY ${flat('__pgt_u')}) __pgt_x
+      FROM (SELECT ${flat('__pgt_u')}, sum(__pgt_u.__pgt_dl) AS __pgt_dl, sum(__pgt_u.__pgt_s) AS __pgt_s
+              FROM (${[
+                ...affected.map(
+                  (a) => `SELECT ${flat('__pgt_b')}, __pgt_b.__pgt_w AS __pgt_dl, 0 AS __pgt_s FROM (${a}) __pgt_b`,
+                ),
+                ...partners,
+              ].join(' UNION ALL ')}) __pgt_u GROUP BY ${flat('__pgt_u')}) __pgt_x
       ${bind('__pgt_x', leaves)}
       CROSS JOIN LATERAL (SELECT ${counts.join(', ')} OFFSET 0) __pgt_m
       CROSS JOIN LATERAL (SELECT CASE WHEN __pgt_m.n = 0 THEN __pgt_m.m ELSE 0 END
-                               - CASE WHEN __pgt_m.n = __pgt_m.s THEN __pgt_m.m - __pgt_x.__pgt_dl ELSE 0 END
+                               - CASE WHEN __pgt_m.n = __pgt_x.__pgt_s THEN __pgt_m.m - __pgt_x.__pgt_dl ELSE 0 END
                                  AS __pgt_w) __pgt_v
      WHERE __pgt_v.__pgt_w <> 0`;
   // Named after its first alias: preserved sides of distinct outer joins in one FROM list are
