@@ -26,6 +26,13 @@ export interface Cell {
   divergence: number | null;
 }
 
+// Odd, so that the median is one of the runs.
+const TRIALS = 3;
+
+function median(xs: number[]): number {
+  return [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number;
+}
+
 async function timed(client: pg.Client, sql: string, params: unknown[] = []): Promise<number> {
   const start = process.hrtime.bigint();
   await client.query(sql, params);
@@ -102,8 +109,28 @@ export async function refreshMatrix(options: {
         await client.query(`SELECT pgtrickle.refresh_stream_table('st_diff'); ANALYZE st_full, st_diff`);
         for (const [round, ratePct] of options.rates.entries()) {
           await change(client, rows, Math.max(1, Math.round((rows * ratePct) / 100)), round);
-          const diffMs = await timed(client, `SELECT pgtrickle.refresh_stream_table('st_diff')`);
-          const fullMs = await timed(client, `SELECT pgtrickle.refresh_stream_table('st_full')`);
+          // Every change row is read once before timing, so that neither refresh pays for setting
+          // the hint bits of rows the other then finds set.
+          await client.query('SELECT count(*) FROM orders; SELECT count(*) FROM customers');
+          const diffRuns: number[] = [];
+          const fullRuns: number[] = [];
+          // Each refresh is timed TRIALS times on the same changes, rolled back but for the last,
+          // the two streams alternating which goes first; the cell shows the medians.
+          for (let trial = 0; trial < TRIALS; trial++) {
+            const last = trial === TRIALS - 1;
+            const order: [string, number[]][] = [
+              ['st_diff', diffRuns],
+              ['st_full', fullRuns],
+            ];
+            if (trial % 2 === 1) order.reverse();
+            for (const [st, runs] of order) {
+              await client.query('BEGIN');
+              runs.push(await timed(client, `SELECT pgtrickle.refresh_stream_table('${st}')`));
+              await client.query(last ? 'COMMIT' : 'ROLLBACK');
+            }
+          }
+          const diffMs = median(diffRuns);
+          const fullMs = median(fullRuns);
           const diffAction = (
             await client.query(
               `SELECT action FROM pgtrickle.pgt_refresh_history WHERE pgt_id = $1 ORDER BY refresh_id DESC LIMIT 1`,

@@ -1,4 +1,6 @@
--- 0008: cached delta plans. A delta statement joins many relations; PostgreSQL took longer to
+-- 0008: refresh speed. Cached delta plans, and room for in-place updates on storage pages.
+--
+-- A delta statement joins many relations; PostgreSQL took longer to
 -- plan it (up to a few hundred ms for TPC-H Q8) than to run it, on every refresh, because
 -- _refresh ran it with EXECUTE. Each plan now also lives in a generated function
 -- pgtrickle_delta.st_<pgt_id>(frontier, frontier_xid), whose one static statement PL/pgSQL plans
@@ -133,5 +135,37 @@ BEGIN
   PERFORM set_config('role', v_role, true);
   PERFORM set_config('jit', v_jit, true);
   RETURN pgtrickle._refresh_end(p_id, v_snapshot, v_action, v_inserted, v_deleted, p_initiated_by, v_start, v_consumed);
+END
+$fn$;
+
+-- Installs a compiled plan as in 0003, and leaves room on the storage table's pages: a
+-- differential refresh updates rows in place (aggregates, keyed joins), and an update that finds
+-- room on its page is a HOT update, which adds no index entry. Measured on the refresh matrix
+-- (1M rows, 1% changed, scan): the update step took a fifth of the time at fillfactor 85. A
+-- fillfactor the owner set is left as it is.
+CREATE OR REPLACE FUNCTION pgtrickle._install_plan(
+  p_id bigint, p_strategy text, p_hidden_columns jsonb, p_index_columns name[], p_full_sql text, p_delta_sql text)
+RETURNS void
+LANGUAGE plpgsql
+AS $fn$
+DECLARE
+  v_relid oid;
+  v_ddl text;
+BEGIN
+  PERFORM pgtrickle._drop_hidden_columns(p_id);
+  SELECT st.pgt_relid INTO v_relid FROM pgtrickle.pgt_stream_tables st WHERE st.pgt_id = p_id;
+  -- ::regtype accepts only a type that exists and prints it quoted.
+  SELECT string_agg(format('ADD COLUMN %I %s', c->>'name', (c->>'type')::pg_catalog.regtype), ', ') INTO v_ddl
+    FROM jsonb_array_elements(p_hidden_columns) c;
+  IF v_ddl IS NOT NULL THEN
+    EXECUTE format('ALTER TABLE %s %s', pgtrickle._relname(v_relid), v_ddl);
+    EXECUTE format('CREATE INDEX ON %s (%s)', pgtrickle._relname(v_relid),
+                   (SELECT string_agg(format('%I', c), ', ') FROM unnest(p_index_columns) c));
+  END IF;
+  IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c, unnest(c.reloptions) o
+                  WHERE c.oid = v_relid AND o LIKE 'fillfactor=%') THEN
+    EXECUTE format('ALTER TABLE %s SET (fillfactor = 85)', pgtrickle._relname(v_relid));
+  END IF;
+  PERFORM pgtrickle._store_plan(p_id, p_strategy, p_hidden_columns, p_full_sql, p_delta_sql);
 END
 $fn$;
