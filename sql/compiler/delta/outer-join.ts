@@ -122,14 +122,12 @@ function antijoin(
     `(SELECT count(*) FROM ${hole(kept.cur)} WHERE ${same.join(' AND ') || 'true'}) AS m`,
     `(SELECT count(*) FROM ${hole(other.cur)} WHERE ${on}) AS n`,
   ];
+  const own = affected.map(
+    (a) => `SELECT ${flat('__pgt_b')}, __pgt_b.__pgt_w AS __pgt_dl, 0 AS __pgt_s FROM (${a}) __pgt_b`,
+  );
   const sql = `SELECT ${flat('__pgt_x')}, __pgt_v.__pgt_w
       FROM (SELECT ${flat('__pgt_u')}, sum(__pgt_u.__pgt_dl) AS __pgt_dl, sum(__pgt_u.__pgt_s) AS __pgt_s
-              FROM (${[
-                ...affected.map(
-                  (a) => `SELECT ${flat('__pgt_b')}, __pgt_b.__pgt_w AS __pgt_dl, 0 AS __pgt_s FROM (${a}) __pgt_b`,
-                ),
-                ...partners,
-              ].join(' UNION ALL ')}) __pgt_u GROUP BY ${flat('__pgt_u')}) __pgt_x
+              FROM (${[...own, ...partners].join(' UNION ALL ')}) __pgt_u GROUP BY ${flat('__pgt_u')}) __pgt_x
       ${bind('__pgt_x', leaves)}
       CROSS JOIN LATERAL (SELECT ${counts.join(', ')} OFFSET 0) __pgt_m
       CROSS JOIN LATERAL (SELECT CASE WHEN __pgt_m.n = 0 THEN __pgt_m.m ELSE 0 END
