@@ -169,3 +169,56 @@ BEGIN
   PERFORM pgtrickle._store_plan(p_id, p_strategy, p_hidden_columns, p_full_sql, p_delta_sql);
 END
 $fn$;
+
+-- As in 0003, but the buffers are counted only when they could hold more rows than the limit:
+-- a heap page holds at most 291 tuples (8 kB pages), so a buffer of n pages has at most 291·n
+-- rows, whether they are pending or not yet trimmed. At 1% of changes that bound is far below the limit and the count, a pass over every
+-- pending change on each refresh, is skipped.
+CREATE OR REPLACE FUNCTION pgtrickle._too_many_changes(p_id bigint, p_frontier pg_snapshot)
+RETURNS boolean
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+  v_ratio float8 := coalesce(nullif(current_setting('pgtrickle.differential_max_change_ratio', true), '')::float8, 0.15);
+  v_block int := current_setting('block_size')::int;
+  v_total float8;
+  v_limit bigint;
+  v_bound float8;
+  v_pending bigint := 0;
+  v_n bigint;
+  src record;
+BEGIN
+  SELECT sum(c.reltuples) FILTER (WHERE c.reltuples >= 0) INTO v_total
+    FROM pgtrickle.pgt_dependencies d JOIN pg_class c ON c.oid = d.source_relid
+   WHERE d.pgt_id = p_id AND d.cdc_mode = 'TRIGGER';
+  IF v_total IS NULL OR v_total < 10000 THEN
+    RETURN false;
+  END IF;
+  v_limit := (v_total * v_ratio)::bigint;
+  -- MaxHeapTuplesPerPage: (block size − page header) / (tuple header + line pointer).
+  SELECT sum(pg_relation_size(format('pgtrickle_changes.%I', ct.buffer_name)::regclass) / v_block
+             * ((v_block - 24) / 28)) INTO v_bound
+    FROM pgtrickle.pgt_dependencies d
+    JOIN pgtrickle.pgt_change_tracking ct ON ct.source_relid = d.source_relid
+   WHERE d.pgt_id = p_id AND d.cdc_mode = 'TRIGGER';
+  IF coalesce(v_bound, 0) <= v_limit THEN
+    RETURN false;
+  END IF;
+  FOR src IN
+    SELECT ct.buffer_name
+      FROM pgtrickle.pgt_dependencies d
+      JOIN pgtrickle.pgt_change_tracking ct ON ct.source_relid = d.source_relid
+     WHERE d.pgt_id = p_id AND d.cdc_mode = 'TRIGGER'
+  LOOP
+    EXECUTE format('SELECT count(*) FROM (SELECT 1 FROM pgtrickle_changes.%I WHERE xid >= pg_snapshot_xmin($1) LIMIT $2) x',
+                   src.buffer_name)
+      INTO v_n USING p_frontier, v_limit - v_pending + 1;
+    v_pending := v_pending + v_n;
+    IF v_pending > v_limit THEN
+      RETURN true;
+    END IF;
+  END LOOP;
+  RETURN false;
+END
+$fn$;
