@@ -214,9 +214,9 @@ FULL ms and DIFF ms are medians over the cycles and the ratio is theirs; a DIFFE
 cancelled at the time limit counts with the limit as its time (\`≥\`, \`≤\`: its ratio is an upper
 bound) and its query takes no further cycles. Autovacuum is off: neither the stream tables nor
 the change buffers are vacuumed or analyzed during the run. The refresh matrix
-(\`bench/refresh-matrix.ts\`) reads the changed table once, then times each refresh three times
-on the same changes, rolled back but for the last, the two alternating which goes first; a cell
-shows the medians. "changes consumed" counts
+(\`bench/refresh-matrix.ts\`) vacuums both stream tables once they are filled, then runs three
+rounds per cell: fresh changes, one read of the changed table, a refresh of each stream table,
+the two alternating which goes first; a cell shows the medians. "changes consumed" counts
 change-buffer rows (an update is two), "ST rows changed" the rows the DIFFERENTIAL refresh
 inserted plus deleted in the stream table.`;
 

@@ -400,7 +400,7 @@ function groupApply(
       [
         '__pgt_m',
         `SELECT g.*, t.${ROW_ID} IS NOT NULL AS __pgt_found, ${['t.__pgt_count AS __pgt_oc', ...carried].join(', ')}
-           FROM __pgt_g g LEFT JOIN LATERAL (
+           FROM (SELECT * FROM __pgt_g o ORDER BY o.${ROW_ID}) g LEFT JOIN LATERAL (
              SELECT * FROM ${ctx.storage} s WHERE s.${ROW_ID} = g.${ROW_ID} LIMIT 1) t ON true`,
       ],
       [

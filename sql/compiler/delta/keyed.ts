@@ -88,14 +88,15 @@ function keyedApply(storage: string, cols: string[], keys: string[]): Apply {
       ],
       // After netting, a key has at most one row with weight +1 (its new version) and one with
       // −1 (its old one). No CTE is joined to another: each row finds its place in the stream
-      // table by one index probe, and keys that disappear come from a hashed EXCEPT. Rows are
+      // table by one index probe, in key order so that consecutive probes share index pages
+      // (and, for a table loaded in key order, heap pages), and keys that disappear come from a
+      // hashed EXCEPT. Rows are
       // updated and deleted through TID arrays, which bound the scan of the stream table however
       // many rows PostgreSQL expects from the delta.
       [
         '__pgt_new',
-        `SELECT n.*, t.tid FROM __pgt_net n
-           LEFT JOIN LATERAL (SELECT s.ctid AS tid FROM ${storage} s WHERE ${sameKey('s', 'n')} LIMIT 1) t ON true
-          WHERE n.__pgt_w > 0`,
+        `SELECT n.*, t.tid FROM (SELECT * FROM __pgt_net o WHERE o.__pgt_w > 0 ORDER BY ${keyList('o')}) n
+           LEFT JOIN LATERAL (SELECT s.ctid AS tid FROM ${storage} s WHERE ${sameKey('s', 'n')} LIMIT 1) t ON true`,
       ],
       [
         '__pgt_gone',
