@@ -20,7 +20,9 @@ export type Targets = (stmt: SelectStmt, targets: Node[]) => Node[];
 export function queryArms(op: QueryOp, sources: Sources, targets: Targets): Arm[] {
   switch (op.kind) {
     case 'select':
-      return fromListSide(op.from, sources).deltas.map((variant) => arm(op.stmt, variant, targets));
+      return fromListSide(op.from, sources, op.stmt.whereClause).deltas.map((variant) =>
+        arm(op.stmt, variant, targets),
+      );
     case 'unionAll':
       return op.inputs.flatMap((input) => queryArms(input, sources, targets));
     case 'aggregate':

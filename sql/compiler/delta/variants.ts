@@ -14,6 +14,7 @@ import { type Arm, queryArms, queryOld } from './arms.js';
 import { allOf, changed, type Guard } from './guard.js';
 import { outputNames } from './names.js';
 import { outerJoinSide } from './outer-join.js';
+import { probed, probeQuals } from './probe.js';
 import { deltaCte, oldCte, type Sources, undoneCte } from './sources.js';
 
 export interface Variant<T> {
@@ -48,6 +49,9 @@ export interface Side<T> {
    * union (`old`) it could only be scanned whole, with every estimate above it a guess.
    */
   oldTerms?: () => Term<T>[];
+  /** The item as it is now and as it was, for joining to a delta: read only where probed (probe.ts). */
+  probe?: T;
+  oldProbe?: () => Weighted<T>;
   deltas: Variant<T>[];
 }
 
@@ -70,8 +74,8 @@ export function combine<A, B, C>(
     node: make(x.node, y.node),
     factors: [...x.factors, ...y.factors],
   });
-  const aNow: Weighted<A> = { node: a.cur, factors: [] };
-  const bNow: Weighted<B> = { node: b.cur, factors: [] };
+  const aNow: Weighted<A> = { node: a.probe ?? a.cur, factors: [] };
+  const bNow: Weighted<B> = { node: b.probe ?? b.cur, factors: [] };
   const { old: aOld } = a;
   const { old: bOld } = b;
   const cur = make(a.cur, b.cur);
@@ -124,6 +128,7 @@ export function combine<A, B, C>(
 }
 
 function previous<T>(side: Side<T>, now: Weighted<T>, split: boolean): Term<T>[] {
+  if (side.oldProbe) return [side.oldProbe()];
   if (split && side.oldTerms) return side.oldTerms();
   return side.old ? [side.old()] : [now];
 }
@@ -132,14 +137,16 @@ function previous<T>(side: Side<T>, now: Weighted<T>, split: boolean): Term<T>[]
  * The items are telescoped largest first, so that each is read as it was only in the arms of
  * larger ones; the FROM list keeps its order (a `*` or a LATERAL item depends on it).
  */
-export function fromListSide(items: FromItem[], sources: Sources): Side<Node[]> {
+export function fromListSide(items: FromItem[], sources: Sources, where?: Node): Side<Node[]> {
   const order = items.map((item, i) => ({ i, rows: itemRows(item) })).sort((x, y) => y.rows - x.rows);
+  const probes = probeQuals(items, where);
   const side = order.reduce<Side<[number, Node][]>>(
     (acc, { i }) =>
-      combine(acc, fromItemSide(items[i] as FromItem, sources), (list, node): [number, Node][] => [
-        ...list,
-        [i, node],
-      ]),
+      combine(
+        acc,
+        fromItemSide(items[i] as FromItem, sources, probes.get(i)),
+        (list, node): [number, Node][] => [...list, [i, node]],
+      ),
     { cur: [], old: () => ({ node: [], factors: [] }), deltas: [] },
   );
   const inOrder = (list: [number, Node][]) => [...list].sort((x, y) => x[0] - y[0]).map(([, node]) => node);
@@ -171,7 +178,7 @@ function itemRows(item: FromItem): number {
   }
 }
 
-export function fromItemSide(item: FromItem, sources: Sources): Side<Node> {
+export function fromItemSide(item: FromItem, sources: Sources, probedBy?: Node[]): Side<Node> {
   switch (item.kind) {
     case 'scan': {
       const { index } = sources.use(item.relation);
@@ -222,10 +229,18 @@ export function fromItemSide(item: FromItem, sources: Sources): Side<Node> {
       const arms: Arm[] = queryArms(item.query, sources, rename);
       const old = queryOld(item.query, sources, rename);
       const factors = [`${ident(item.alias)}.__pgt_w`];
+      const oldNode = (stmt: SelectStmt): Node => ({
+        RangeSubselect: { ...sub, subquery: { SelectStmt: stmt } },
+      });
       return {
         cur: item.node,
-        old:
-          old && (() => ({ node: { RangeSubselect: { ...sub, subquery: { SelectStmt: old() } } }, factors })),
+        old: old && (() => ({ node: oldNode(old()), factors })),
+        ...(probedBy?.length
+          ? {
+              probe: probed(item.node, probedBy),
+              ...(old ? { oldProbe: () => ({ node: probed(oldNode(old()), probedBy), factors }) } : {}),
+            }
+          : {}),
         deltas: arms.map((arm) => ({
           node: { RangeSubselect: { ...sub, subquery: { SelectStmt: arm.stmt } } },
           factors,

@@ -1,0 +1,89 @@
+// A grouped subquery joined by equalities on its output columns (the decorrelated subqueries of
+// unnest.ts: `outer.x = s.key`) is, in a delta arm, read only for the keys its partners bring.
+// As a plain subquery PostgreSQL computes every group before joining (it does not push a join
+// key into a GROUP BY); made LATERAL with those equalities inside, the key is a parameter it
+// pushes below the grouping, so each partner row aggregates its one group through an index.
+
+import { unreachable } from '../../../shared/unreachable.js';
+import type { FromItem } from '../analyze.js';
+import { deparse, type Node, parseStatements, type SelectStmt, selectOf, stringValue, walk } from '../ast.js';
+
+/** For each FROM item that is a grouped subquery, the WHERE equalities that can probe it. */
+export function probeQuals(items: FromItem[], where: Node | undefined): Map<number, Node[]> {
+  const probes = new Map<number, Node[]>();
+  const position = new Map<string, number>();
+  items.forEach((item, i) => {
+    for (const alias of aliasesOf(item)) position.set(alias, i);
+  });
+  for (const conjunct of conjuncts(where)) {
+    const eq = equality(conjunct);
+    if (!eq) continue;
+    for (const [mine, other] of [eq, [eq[1], eq[0]] as const]) {
+      const ref = columnRef(mine);
+      const at = ref ? position.get(ref[0]) : undefined;
+      const item = at === undefined ? undefined : items[at];
+      if (!ref || at === undefined || item?.kind !== 'subquery' || item.query.kind !== 'aggregate') continue;
+      const refs = [...walk(other)].filter(({ node }) => 'ColumnRef' in node);
+      const reads = refs.flatMap(({ node }) => columnRef(node)?.[0] ?? []);
+      // Only items before it may be named: LATERAL sees what precedes it in the FROM list.
+      const before = (a: string) => (position.get(a) ?? Number.POSITIVE_INFINITY) < at;
+      if (reads.length === 0 || reads.length !== refs.length || !reads.every(before)) continue;
+      const qual = `__pgt_q.${deparse({ ColumnRef: { fields: [{ String: { sval: ref[1] } }] } })} = ${deparse(other)}`;
+      probes.set(at, [...(probes.get(at) ?? []), ...parsedWhere(qual)]);
+      break;
+    }
+  }
+  return probes;
+}
+
+/** The subquery of a RangeSubselect wrapped to read only the probed groups, as LATERAL. */
+export function probed(node: Node, quals: Node[]): Node {
+  const sub = (node as { RangeSubselect: { subquery: Node; alias?: object } }).RangeSubselect;
+  // OFFSET 0 keeps the wrapper a subquery of its own: pulled up, its WHERE would become a join
+  // condition again and the groups would all be computed.
+  const text = `SELECT * FROM (${deparse(sub.subquery)}) __pgt_q WHERE ${quals.map((q) => deparse(q)).join(' AND ')} OFFSET 0`;
+  const stmt: SelectStmt | undefined = selectOf(parseStatements(text)[0]);
+  if (!stmt) throw new Error('a probed subquery is not a SELECT');
+  return { RangeSubselect: { ...sub, lateral: true, subquery: { SelectStmt: stmt } } };
+}
+
+function parsedWhere(sql: string): Node[] {
+  const where = selectOf(parseStatements(`SELECT WHERE ${sql}`)[0])?.whereClause;
+  return where ? [where] : [];
+}
+
+function aliasesOf(item: FromItem): string[] {
+  switch (item.kind) {
+    case 'scan':
+    case 'subquery':
+      return [item.alias];
+    case 'join':
+      return [...aliasesOf(item.left), ...aliasesOf(item.right)];
+    case 'constant':
+      return [];
+    default:
+      return unreachable(item);
+  }
+}
+
+function conjuncts(node: Node | undefined): Node[] {
+  if (!node) return [];
+  if ('BoolExpr' in node && node.BoolExpr.boolop === 'AND_EXPR')
+    return (node.BoolExpr.args ?? []).flatMap(conjuncts);
+  return [node];
+}
+
+function equality(node: Node): readonly [Node, Node] | undefined {
+  if (!('A_Expr' in node)) return undefined;
+  const e = node.A_Expr;
+  const op = e.name?.length === 1 ? stringValue(e.name[0]) : undefined;
+  if (e.kind !== 'AEXPR_OP' || op !== '=' || !e.lexpr || !e.rexpr) return undefined;
+  return [e.lexpr, e.rexpr];
+}
+
+function columnRef(node: unknown): [string, string] | undefined {
+  const fields = (node as { ColumnRef?: { fields?: Node[] } }).ColumnRef?.fields;
+  if (fields?.length !== 2) return undefined;
+  const [a, c] = fields.map((f) => stringValue(f));
+  return a && c ? [a, c] : undefined;
+}
