@@ -1,5 +1,5 @@
 // The shapes around one stream table's actor: what it starts from, what it holds, what it hears,
-// what its refresh actors take and give back, and what it announces.
+// what its refresh and reinit runs take and give back, and what it announces.
 import type { ConcreteSchedule } from '../../shared/schedule/index.js';
 import type { BackoffConfig, Pace } from '../backoff/index.js';
 
@@ -64,7 +64,11 @@ export type StreamTableEvent =
   /** the lease went to another node: give the stream table up at once (I3) */
   | { readonly type: 'LEASE_LOST' }
   /** this node is shutting down */
-  | { readonly type: 'STOP' };
+  | { readonly type: 'STOP' }
+  /** the refresh or reinit the actor started committed (or was skipped for a held lock) */
+  | { readonly type: 'WORK_DONE'; readonly result: RefreshResult }
+  /** the refresh or reinit the actor started failed; StaleFencingEpoch means fenced out (I3) */
+  | { readonly type: 'WORK_FAILED'; readonly error: unknown };
 
 export interface RefreshInput {
   readonly id: string;
@@ -88,7 +92,7 @@ export type RefreshResult =
     }
   | { readonly action: 'SKIPPED' };
 
-/** Which invoked actor ran: a scheduled refresh, or a rebuild followed by a FULL refresh. */
+/** Which work ran: a scheduled refresh, or a rebuild followed by a FULL refresh. */
 export type Work = 'refresh' | 'reinit';
 
 /** What the actor announces, for the node to publish and log; times by the actor's `now`. */

@@ -5,4 +5,4 @@ export { Coordinator, type CoordinatorOptions, type CoordinatorView } from './co
 export { DueQueue } from './due-queue.js';
 export { type NodeOptions, RefreshNode } from './node.js';
 export { type Grant, type PlacementInput, place } from './placement.js';
-export { refreshActors, refreshOnce, reinitOnce } from './refresh.js';
+export { refreshOnce, refreshRunners, reinitOnce } from './refresh.js';

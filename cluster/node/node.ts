@@ -12,7 +12,7 @@ import {
   dueAt,
   type RefreshResult,
   type StreamTableInput,
-  streamTableMachine,
+  withWork,
 } from '../../actors/stream-table/index.js';
 import { kvReplicas } from '../../shared/config.js';
 import { PgTrickleError } from '../../shared/errors/index.js';
@@ -45,7 +45,7 @@ import { Coordinator } from './coordinator.js';
 import { candidates, dispatch, type StreamTableActor } from './dispatch.js';
 import { DueQueue } from './due-queue.js';
 import { type ConnectionPoolerMode, poolerBehaviour } from './pooler.js';
-import { refreshActors } from './refresh.js';
+import { refreshRunners } from './refresh.js';
 
 export interface NodeOptions {
   readonly databaseUrl: string;
@@ -552,8 +552,8 @@ export class RefreshNode {
 
   private take(row: StreamTableRow, lease: Lease): void {
     const pool = this.pool as pg.Pool;
-    const machine = streamTableMachine.provide({
-      actors: refreshActors(
+    const machine = withWork(
+      refreshRunners(
         pool,
         this.id,
         (work) => {
@@ -571,7 +571,7 @@ export class RefreshNode {
             ),
         },
       ),
-    });
+    );
     const input: StreamTableInput = {
       ...this.facts(row),
       id: row.id,

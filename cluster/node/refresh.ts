@@ -1,10 +1,14 @@
-// The refresh and reinit actors a node provides to the stream-table machine: each one
+// The refresh and reinit runs a node gives the stream-table machine: each one
 // transaction in PostgreSQL (I1) under the node's fencing epoch; SQLSTATE PT001 (a newer
 // epoch was granted) becomes StaleFencingEpoch, on which the machine gives the table up (I3).
 // A diamond join refreshes with its group in one REPEATABLE READ snapshot (cluster/dag/diamond.ts).
 import type pg from 'pg';
-import { fromPromise } from 'xstate';
-import { type RefreshInput, type RefreshResult, StaleFencingEpoch } from '../../actors/stream-table/index.js';
+import {
+  type RefreshInput,
+  type RefreshResult,
+  StaleFencingEpoch,
+  type WorkRunners,
+} from '../../actors/stream-table/index.js';
 import { planStreamTable } from '../planner/install.js';
 
 interface Row {
@@ -142,19 +146,17 @@ export async function reinitOnce(pool: pg.Pool, node: string, input: RefreshInpu
 }
 
 /**
- * The machine's `refresh` and `reinit` actors, bound to a pool and a node id. `track` sees each
+ * The machine's `refresh` and `reinit` work, bound to a pool and a node id. `track` sees each
  * transaction's promise, so a stopping node can wait for the ones under way.
  */
-export function refreshActors(
+export function refreshRunners(
   pool: pg.Pool,
   node: string,
   track: (work: Promise<RefreshResult>) => Promise<RefreshResult> = (work) => work,
   hooks?: GroupHooks,
-) {
+): WorkRunners {
   return {
-    refresh: fromPromise<RefreshResult, RefreshInput>(({ input }) =>
-      track(refreshOnce(pool, node, input, hooks)),
-    ),
-    reinit: fromPromise<RefreshResult, RefreshInput>(({ input }) => track(reinitOnce(pool, node, input))),
+    refresh: (input) => track(refreshOnce(pool, node, input, hooks)),
+    reinit: (input) => track(reinitOnce(pool, node, input)),
   };
 }
