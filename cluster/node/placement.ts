@@ -20,6 +20,20 @@ export interface Grant {
   readonly from: string | undefined;
 }
 
+/**
+ * The nodes placement may give stream tables to: the live ones (not draining), except suspects,
+ * those seen holding a lease that ran out and not heard from since. A node's leases and its
+ * heartbeat are written at different times, so a dead node's leases often expire before its
+ * heartbeat entry does; while it still looks alive it is also the least loaded, and would be
+ * given its own tables back, or others by the moves, to be regranted once more when its
+ * heartbeat expires. If that leaves no node (a lone node that stalled), every live node is
+ * eligible.
+ */
+export function eligibleNodes(alive: readonly string[], suspects: ReadonlySet<string>): string[] {
+  const eligible = alive.filter((n) => !suspects.has(n));
+  return eligible.length > 0 ? eligible : [...alive];
+}
+
 export function place(input: PlacementInput): Grant[] {
   const grants: Grant[] = [];
   if (input.nodes.length === 0) return grants;
