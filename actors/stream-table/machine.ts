@@ -131,7 +131,7 @@ export const streamTableMachine = setup({
     consecutiveFailures: input.consecutiveFailures,
     // Lateness is not in the catalog: a rebuilt actor starts on pace and relearns it.
     pace: ON_SCHEDULE,
-    workPending: false,
+    workPending: input.workPending ?? false,
     startedAt: undefined,
     now: input.now,
     random: input.random ?? Math.random,

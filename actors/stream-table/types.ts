@@ -29,6 +29,8 @@ export interface StreamTableInput extends CatalogFacts {
   /** when the last refresh started (its data timestamp), epoch ms */
   readonly lastRefreshAt: number | undefined;
   readonly consecutiveFailures: number;
+  /** treat the sources as changed: refresh when due without waiting for news of changes */
+  readonly workPending?: boolean;
   /** epoch ms; the same clock as the one given to createActor, so tests can drive both */
   readonly now: () => number;
   /** [0, 1) for backoff jitter; Math.random when absent */

@@ -39,7 +39,7 @@ import {
   nodeId,
   openBucket,
 } from '../nats/index.js';
-import { pendingChanges, readStreamTable, readStreamTables, type StreamTableRow } from './catalog.js';
+import { pendingChanges, readStreamTables, readStreamTablesById, type StreamTableRow } from './catalog.js';
 import { catalogFit, compareCatalog, expectedCatalogVersion, mismatchMessage } from './catalog-version.js';
 import { Coordinator } from './coordinator.js';
 import { candidates, dispatch, type StreamTableActor } from './dispatch.js';
@@ -537,15 +537,16 @@ export class RefreshNode {
     }
     const pool = this.pool;
     if (!pool || this.draining) return;
+    const granted = new Map<string, Lease>();
     for (const lease of this.leases.values()) {
       const id = lease.key.slice(leaseKey('').length);
-      if (lease.holder !== this.id || isExpired(lease, now) || this.held.has(id)) continue;
-      const row = await readStreamTable(pool, id);
-      if (row === undefined || this.stopping) continue;
-      if (row.epoch !== lease.epoch) {
-        // The catalog moved on (a newer grant is on its way, or this one lost its race).
-        continue;
-      }
+      if (lease.holder === this.id && !isExpired(lease, now) && !this.held.has(id)) granted.set(id, lease);
+    }
+    // One query for every lease just granted: a takeover brings a dead node's share at once.
+    for (const row of await readStreamTablesById(pool, [...granted.keys()])) {
+      const lease = granted.get(row.id) as Lease;
+      // The catalog moved on (a newer grant is on its way, or this one lost its race).
+      if (this.stopping || this.held.has(row.id) || row.epoch !== lease.epoch) continue;
       this.take(row, lease);
     }
   }
@@ -579,6 +580,10 @@ export class RefreshNode {
       populated: row.populated,
       lastRefreshAt: row.lastRefreshAt,
       consecutiveFailures: row.consecutiveErrors,
+      // Whatever the previous holder left unconsumed is refreshed as soon as it is due, without
+      // waiting for a tick's source check: a takeover refreshes at once, and a refresh that
+      // finds nothing new is cheap and harmless (I1, I2).
+      workPending: true,
       now: Date.now,
     };
     const actor = createActor(machine, { input });
@@ -630,7 +635,7 @@ export class RefreshNode {
       }
       if (state === 'idle') this.queue.schedule(held.id, dueAt(snapshot.context, Date.now()));
     });
-    this.log.info({ st: row.qualifiedName, epoch: lease.epoch }, 'stream table taken');
+    this.log.info({ st: row.qualifiedName, id: row.id, epoch: lease.epoch }, 'stream table taken');
     actor.start();
   }
 

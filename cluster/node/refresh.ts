@@ -29,8 +29,10 @@ const REFRESH_SQL = 'SELECT * FROM pgtrickle._node_refresh($1, $2, $3)';
 const GROUP_SQL = 'SELECT * FROM pgtrickle._node_refresh_group($1::bigint[], $2, $3)';
 
 // A member busy with another refresh (PT003), or refreshed by another session after this
-// transaction's snapshot (40001): the group is not refreshed this time, and is when next due.
+// transaction's snapshot (40001): the group is tried again a few times at short intervals, since
+// the member's refresh is one short transaction; after that it waits until next due.
 const GROUP_RETRY_CODES = new Set(['PT003', '40001']);
+const GROUP_RETRY_DELAYS_MS = [5, 20, 50];
 
 /** How a node tells a diamond join's group, and hears of the group's other refreshes. */
 export interface GroupHooks {
@@ -89,28 +91,46 @@ async function refreshGroup(
   group: readonly string[],
   hooks: GroupHooks,
 ): Promise<RefreshResult> {
+  for (let attempt = 0; ; attempt++) {
+    const rows = await tryGroup(pool, node, input, group);
+    if (rows instanceof Error) {
+      const delay = GROUP_RETRY_DELAYS_MS[attempt];
+      if (delay === undefined) {
+        hooks.groupSkipped(input.id, rows);
+        return { action: 'SKIPPED' };
+      }
+      await new Promise((resolve) => setTimeout(resolve, delay));
+      continue;
+    }
+    let own: GroupRow | undefined;
+    for (const row of rows) {
+      if (row.pgt_id === input.id) own = row;
+      else hooks.memberRefreshed(row.pgt_id, toResult(row));
+    }
+    return toResult(own);
+  }
+}
+
+/** One try of the group's transaction: its rows, or the error to retry on (GROUP_RETRY_CODES). */
+async function tryGroup(
+  pool: pg.Pool,
+  node: string,
+  input: RefreshInput,
+  group: readonly string[],
+): Promise<GroupRow[] | Error> {
   const client = await pool.connect();
-  let rows: GroupRow[];
   try {
     await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ');
-    rows = (await client.query<GroupRow>(GROUP_SQL, [group, input.epoch, node])).rows;
+    const { rows } = await client.query<GroupRow>(GROUP_SQL, [group, input.epoch, node]);
     await client.query('COMMIT');
+    return rows;
   } catch (err) {
     await client.query('ROLLBACK').catch(() => undefined);
-    if (GROUP_RETRY_CODES.has(String((err as { code?: unknown } | null)?.code))) {
-      hooks.groupSkipped(input.id, err);
-      return { action: 'SKIPPED' };
-    }
+    if (err instanceof Error && GROUP_RETRY_CODES.has(String((err as { code?: unknown }).code))) return err;
     throw fenced(err, input.id);
   } finally {
     client.release();
   }
-  let own: GroupRow | undefined;
-  for (const row of rows) {
-    if (row.pgt_id === input.id) own = row;
-    else hooks.memberRefreshed(row.pgt_id, toResult(row));
-  }
-  return toResult(own);
 }
 
 /**

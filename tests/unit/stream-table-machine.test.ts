@@ -180,11 +180,34 @@ describe('stream-table machine: refreshing', () => {
     expect(st.state()).toBe('refreshing');
   });
 
-  it('takes a refresh skipped for a held lock as served, without counting it', async () => {
+  it('takes a first fill skipped for a held lock as served, without counting it', async () => {
     const st = start({ consecutiveFailures: 2, populated: false, lastRefreshAt: undefined });
     await st.refresh.last().succeed({ action: 'SKIPPED' });
     expect(st.state()).toBe('idle');
     expect(st.context()).toMatchObject({ lastRefreshAt: T0, consecutiveFailures: 2, populated: false });
+  });
+
+  it('stays due after a skipped refresh, and refreshes on the next news of changes', async () => {
+    const st = start();
+    st.beDueWithChanges();
+    await st.refresh.last().succeed({ action: 'SKIPPED' });
+    expect(st.state()).toBe('idle');
+    expect(st.context()).toMatchObject({ lastRefreshAt: T0, workPending: false });
+    st.actor.send({ type: 'DUE' });
+    expect(st.state()).toBe('idle');
+    st.actor.send({ type: 'UPSTREAM_REFRESHED' });
+    expect(st.state()).toBe('refreshing');
+    expect(st.refresh.calls).toHaveLength(2);
+  });
+
+  it('refreshes a taken-over stream table as soon as it is due, without news of changes', () => {
+    const st = start({ workPending: true, lastRefreshAt: T0 - INTERVAL });
+    expect(st.state()).toBe('refreshing');
+    const later = start({ workPending: true });
+    expect(later.state()).toBe('idle');
+    later.clock.increment(INTERVAL);
+    later.actor.send({ type: 'DUE' });
+    expect(later.state()).toBe('refreshing');
   });
 
   it('doubles the interval after three late cycles and resets when on time', async () => {

@@ -74,7 +74,7 @@ describe('wasLate', () => {
 });
 
 describe('afterSuccess', () => {
-  const st = { schedule: tenSeconds, pace: { lateCycles: 2, slowdown: 1 } };
+  const st = { schedule: tenSeconds, pace: { lateCycles: 2, slowdown: 1 }, populated: true };
 
   it('counts the refresh from its start, resets failures and advances the pace', () => {
     const { update, late } = afterSuccess(st, 'refresh', differential, 1_000, 12_000, auto);
@@ -92,10 +92,16 @@ describe('afterSuccess', () => {
     expect(afterSuccess(st, 'reinit', reinit, 0, 60_000, auto).update.pace).toBe(st.pace);
   });
 
-  it('only moves the last refresh time when another session held the lock', () => {
+  it('changes nothing when the refresh was skipped (lock held elsewhere, or nothing new)', () => {
     const { update, late } = afterSuccess(st, 'refresh', { action: 'SKIPPED' }, 1_000, 60_000, auto);
-    expect(update).toEqual({ lastRefreshAt: 1_000 });
+    expect(update).toEqual({});
     expect(late).toBe(false);
+  });
+
+  it('counts a skipped first fill as the slot served, so that it does not retry at once', () => {
+    const empty = { ...st, populated: false };
+    const { update } = afterSuccess(empty, 'refresh', { action: 'SKIPPED' }, 1_000, 60_000, auto);
+    expect(update).toEqual({ lastRefreshAt: 1_000 });
   });
 });
 
