@@ -38,6 +38,8 @@ export interface CoordinatorOptions {
   readonly maxMoves?: number;
   /** lease writes in flight at once */
   readonly parallelGrants?: number;
+  /** called when this node granted leases to itself: it need not wait for the watch to hear it */
+  readonly grantedToSelf?: () => void;
 }
 
 /** First wait before a grant whose row a refresh holds is tried again; it doubles while busy. */
@@ -113,17 +115,22 @@ export class Coordinator {
     if (leader) await this.options.leaseStore.remove(COORDINATOR_KEY, leader.revision).catch(() => false);
   }
 
-  // A leader renews its term like a lease, once half of it is gone, rather than on every round:
-  // rounds come with every lease and member change, and a takeover's round would otherwise wait
-  // for two KV round trips before its grants.
+  // A leader renews its term like a lease, once half of it is gone, rather than on every round
+  // (rounds come with every lease and member change), and after its decisions, not before: a
+  // takeover's grants do not wait for two KV round trips.
   private async roundOnce(): Promise<void> {
     const now = Date.now();
     if (this.resigned || now < this.options.notBefore) return;
-    const term = this.leader;
-    if (term === undefined || !this.isLeader() || term.expiresAt - now <= this.options.leaseTtlMs / 2) {
-      await this.elect(now);
+    if (!this.isLeader()) await this.elect(now);
+    if (!this.isLeader()) return;
+    try {
+      await this.coordinate(Date.now());
+    } finally {
+      const term = this.leader;
+      if (term !== undefined && term.expiresAt - Date.now() <= this.options.leaseTtlMs / 2) {
+        await this.elect(Date.now());
+      }
     }
-    if (this.isLeader()) await this.coordinate(Date.now());
   }
 
   private async elect(now: number): Promise<void> {
@@ -210,6 +217,7 @@ export class Coordinator {
             .map((grant) => this.writeLease(grant, granted.get(grant.id) as number)),
         );
       }
+      if (ready.some((g) => g.to === this.options.node)) this.options.grantedToSelf?.();
       if (busy.length > 0) log.info({ st: busy }, 'lease grants wait for refreshes in progress');
     }
     this.retryBusy(busy.length > 0);

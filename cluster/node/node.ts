@@ -225,6 +225,7 @@ export class RefreshNode {
       pool,
       log: this.log,
       leaseTtlMs: this.leaseTtlMs,
+      grantedToSelf: () => this.reconcile(),
       // The watches deliver what the bucket holds shortly after they start; a coordinator that
       // decided before would take every lease for missing and regrant it.
       notBefore: Date.now() + this.heartbeatMs,
@@ -516,6 +517,9 @@ export class RefreshNode {
     if (this.stopping) return;
     this.reconcileAgain = true;
     this.reconciling = this.reconciling.then(async () => {
+      // Grants come in bursts (a takeover hands a dead node's share out at once): the rest of
+      // the burst lands first, and one catalog read serves them all.
+      await new Promise((resolve) => setImmediate(resolve));
       if (!this.reconcileAgain || this.stopping) return;
       this.reconcileAgain = false;
       try {

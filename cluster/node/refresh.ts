@@ -9,6 +9,7 @@ import {
   StaleFencingEpoch,
   type WorkRunners,
 } from '../../actors/stream-table/index.js';
+import { literal } from '../../shared/pg/quote.js';
 import { planStreamTable } from '../planner/install.js';
 
 interface Row {
@@ -26,13 +27,12 @@ interface GroupRow extends Row {
 }
 
 const REFRESH_SQL = 'SELECT * FROM pgtrickle._node_refresh($1, $2, $3)';
-const GROUP_SQL = 'SELECT * FROM pgtrickle._node_refresh_group($1::bigint[], $2, $3)';
 
 // A member busy with another refresh (PT003), or refreshed by another session after this
 // transaction's snapshot (40001): the group is tried again a few times at short intervals, since
 // the member's refresh is one short transaction; after that it waits until next due.
 const GROUP_RETRY_CODES = new Set(['PT003', '40001']);
-const GROUP_RETRY_DELAYS_MS = [5, 20, 50];
+const GROUP_RETRY_DELAYS_MS = [5, 10, 20, 40];
 
 /** How a node tells a diamond join's group, and hears of the group's other refreshes. */
 export interface GroupHooks {
@@ -111,6 +111,18 @@ async function refreshGroup(
   }
 }
 
+// The group's transaction in one round trip: a multi-statement simple query is one implicit
+// transaction, so a node that stops between statements (SIGSTOP, a GC pause) cannot leave its
+// members locked, idle in transaction, and an error rolls all of it back without a ROLLBACK.
+// Simple queries take no parameters: the values are inlined, ids and epoch as checked integers.
+function groupSql(group: readonly string[], epoch: number, node: string): string {
+  if (!group.every((id) => /^[0-9]+$/.test(id)) || !Number.isSafeInteger(epoch)) {
+    throw new RangeError(`not a refresh group: ${JSON.stringify({ group, epoch })}`);
+  }
+  return `SET TRANSACTION ISOLATION LEVEL REPEATABLE READ;
+    SELECT * FROM pgtrickle._node_refresh_group('{${group.join(',')}}'::bigint[], ${epoch}, ${literal(node)})`;
+}
+
 /** One try of the group's transaction: its rows, or the error to retry on (GROUP_RETRY_CODES). */
 async function tryGroup(
   pool: pg.Pool,
@@ -118,18 +130,14 @@ async function tryGroup(
   input: RefreshInput,
   group: readonly string[],
 ): Promise<GroupRow[] | Error> {
-  const client = await pool.connect();
   try {
-    await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ');
-    const { rows } = await client.query<GroupRow>(GROUP_SQL, [group, input.epoch, node]);
-    await client.query('COMMIT');
-    return rows;
+    const results = (await pool.query(
+      groupSql(group, input.epoch, node),
+    )) as unknown as pg.QueryResult<GroupRow>[];
+    return results.at(-1)?.rows ?? [];
   } catch (err) {
-    await client.query('ROLLBACK').catch(() => undefined);
     if (err instanceof Error && GROUP_RETRY_CODES.has(String((err as { code?: unknown }).code))) return err;
     throw fenced(err, input.id);
-  } finally {
-    client.release();
   }
 }
 
