@@ -14,7 +14,7 @@ import {
   leaseKey,
   type Member,
 } from '../nats/index.js';
-import { eligibleNodes, type Grant, place } from './placement.js';
+import { eligibleNodes, type Grant, type Lapses, place, suspectNodes } from './placement.js';
 
 export interface CoordinatorView {
   /** catalog stream tables, upstream first */
@@ -53,8 +53,7 @@ export class Coordinator {
   private expiry: NodeJS.Timeout | undefined;
   private busyRetry: NodeJS.Timeout | undefined;
   private busyDelayMs = BUSY_RETRY_MS;
-  /** nodes seen holding an expired lease, with their heartbeat's expiry at the time */
-  private readonly lapsed = new Map<string, number>();
+  private lapses: Lapses = new Map();
   private resigned = false;
 
   constructor(private readonly options: CoordinatorOptions) {}
@@ -177,24 +176,18 @@ export class Coordinator {
     const alive = new Set([...view.members.values()].filter((m) => isAlive(m, now)).map((m) => m.node));
     const inCatalog = new Set(view.streamTables);
     const holders = new Map<string, string>();
+    const expiredHolders: string[] = [];
     for (const [id, lease] of leases) {
       if (!inCatalog.has(id)) continue;
-      if (isExpired(lease, now))
-        this.lapsed.set(lease.holder, view.members.get(lease.holder)?.expiresAt ?? 0);
+      if (isExpired(lease, now)) expiredHolders.push(lease.holder);
       else if (alive.has(lease.holder)) holders.set(id, lease.holder);
     }
-    // A node stays suspect until it heartbeats again: once its leases are regranted, it no
-    // longer holds an expired one, and would otherwise be the least loaded target of the moves.
-    const suspects = new Set<string>();
-    for (const [node, seen] of this.lapsed) {
-      const member = view.members.get(node);
-      if (member === undefined || member.expiresAt > seen) this.lapsed.delete(node);
-      else suspects.add(node);
-    }
+    const suspicion = suspectNodes(this.lapses, expiredHolders, view.members);
+    this.lapses = suspicion.lapses;
     this.wakeAtNextExpiry(view.members, now);
     const grants = place({
       streamTables: view.streamTables,
-      nodes: eligibleNodes([...alive].sort(), suspects),
+      nodes: eligibleNodes([...alive].sort(), suspicion.suspects),
       holders,
       maxMoves: this.options.maxMoves ?? 2,
     });
