@@ -38,6 +38,7 @@ import {
   NatsMembership,
   nodeId,
   openBucket,
+  untilAnswered,
 } from '../nats/index.js';
 import { pendingChanges, readStreamTables, readStreamTablesById, type StreamTableRow } from './catalog.js';
 import { catalogFit, compareCatalog, expectedCatalogVersion, mismatchMessage } from './catalog-version.js';
@@ -75,6 +76,9 @@ export interface NodeOptions {
   /** 'transaction' behind PgBouncer in transaction mode: no LISTEN, nothing kept in a session */
   readonly connectionPoolerMode?: ConnectionPoolerMode;
 }
+
+/** how long a starting node keeps asking a NATS cluster that does not answer */
+const NATS_START_TIMEOUT_MS = 30_000;
 
 const DEFAULTS = {
   leaseTtlMs: 10_000,
@@ -201,22 +205,34 @@ export class RefreshNode {
     await this.loadCatalog();
     const pooler = poolerBehaviour(this.options.connectionPoolerMode ?? 'session');
     if (pooler.listen) await this.listen();
-    await this.heartbeat();
+    // The first requests to a NATS cluster still busy with the bucket's RAFT group may go
+    // unanswered for a while: retried rather than ending the node (untilAnswered).
+    const membership = this.membership;
+    const leaseStore = this.leaseStore;
+    await untilAnswered(() => this.heartbeat(), NATS_START_TIMEOUT_MS);
     this.stops.push(
-      await this.membership.watch((node, member) => {
-        if (member === undefined) this.members.delete(node);
-        else this.members.set(node, member);
-        this.coordinator?.poke();
-      }),
+      await untilAnswered(
+        () =>
+          membership.watch((node, member) => {
+            if (member === undefined) this.members.delete(node);
+            else this.members.set(node, member);
+            this.coordinator?.poke();
+          }),
+        NATS_START_TIMEOUT_MS,
+      ),
     );
     this.stops.push(
-      await this.leaseStore.watch(leaseKey('>'), (key, lease) => {
-        const id = key.slice(leaseKey('').length);
-        if (lease === undefined) this.leases.delete(id);
-        else this.leases.set(id, lease);
-        this.coordinator?.poke();
-        this.reconcile();
-      }),
+      await untilAnswered(
+        () =>
+          leaseStore.watch(leaseKey('>'), (key, lease) => {
+            const id = key.slice(leaseKey('').length);
+            if (lease === undefined) this.leases.delete(id);
+            else this.leases.set(id, lease);
+            this.coordinator?.poke();
+            this.reconcile();
+          }),
+        NATS_START_TIMEOUT_MS,
+      ),
     );
     this.coordinator = new Coordinator({
       node: this.id,
