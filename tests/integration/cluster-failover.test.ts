@@ -113,8 +113,12 @@ async function leasesNow(kv: KV): Promise<Map<string, Lease>> {
 }
 
 /**
- * Per stream table, in commit order: the frontier strictly advances and the fencing epoch never
- * goes back. Two nodes refreshing at once, or a fenced-out node committing, would break one.
+ * Per stream table, in commit order: the frontier advances and the fencing epoch never goes
+ * back. Two nodes refreshing at once, or a fenced-out node committing, would break one. A
+ * refresh takes its xid (the row lock) before the snapshot of its query, which leaves it out, so
+ * when no other transaction took an xid in between, the next refresh's snapshot has the same
+ * xmax: sequential, and no overlap. One that overlapped took its snapshot before the previous
+ * refresh committed: a smaller xmax, or the same xmax in a transaction begun before that end.
  */
 async function overlaps(db: pg.Client): Promise<unknown[]> {
   const { rows } = await db.query(`
@@ -130,7 +134,8 @@ async function overlaps(db: pg.Client): Promise<unknown[]> {
        WHERE status = 'COMPLETED'
       WINDOW w AS (PARTITION BY pgt_id ORDER BY refresh_id))
     SELECT * FROM h
-     WHERE xmax <= prev_xmax OR fencing_epoch < prev_epoch`);
+     WHERE xmax < prev_xmax OR (xmax = prev_xmax AND start_time < prev_end_time)
+        OR fencing_epoch < prev_epoch`);
   return rows;
 }
 
