@@ -199,7 +199,7 @@ export class Coordinator {
         pool,
         grants.map((g) => g.id),
       );
-      const granted = epochs.granted;
+      const { granted } = epochs;
       busy = epochs.busy;
       const parallel = this.options.parallelGrants ?? 256;
       const ready = grants.filter((g) => granted.has(g.id));
@@ -269,7 +269,7 @@ const GRANT_SQL = `
    WHERE st.pgt_id = ANY ($1::bigint[])`;
 
 /** Bumps the fencing epochs of `ids` whose rows no refresh holds; `busy` are the others. */
-export async function grantEpochs(
+async function grantEpochs(
   pool: pg.Pool,
   ids: readonly string[],
 ): Promise<{ granted: Map<string, number>; busy: string[] }> {

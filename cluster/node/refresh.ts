@@ -30,7 +30,8 @@ const REFRESH_SQL = 'SELECT * FROM pgtrickle._node_refresh($1, $2, $3)';
 
 // A member busy with another refresh (PT003), or refreshed by another session after this
 // transaction's snapshot (40001): the group is tried again a few times at short intervals, since
-// the member's refresh is one short transaction; after that it waits until next due.
+// the member's refresh is one short transaction; after that it is skipped, and D waits for the
+// next news of changes.
 const GROUP_RETRY_CODES = new Set(['PT003', '40001']);
 const GROUP_RETRY_DELAYS_MS = [5, 10, 20, 40];
 
