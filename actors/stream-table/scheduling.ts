@@ -67,13 +67,14 @@ export function afterSuccess(
   config: AutoBackoffConfig,
 ): Outcome {
   switch (result.action) {
-    // Nothing was committed: another session held the lock (I1), or there was nothing new. Like
-    // the catalog's data timestamp, the last refresh stays where it was, so the table stays due
-    // and the next news of changes (a tick's source check, an upstream refresh) starts it at once
-    // rather than a whole interval later. A table never filled has no such news to wait for: its
-    // slot counts as served, or it would retry at once against the other session's lock.
+    // Another session held the lock (busy): it is refreshing the table (I1), so the slot is
+    // served. Otherwise nothing was committed (nothing new, or a diamond's group could not lock
+    // its members): like the catalog's data timestamp, the last refresh stays where it was, so
+    // the table stays due and the next news of changes (a tick's source check, an upstream
+    // refresh) starts it at once rather than a whole interval later. A table never filled has no
+    // such news to wait for: its slot counts as served, or it would retry at once.
     case 'SKIPPED':
-      return { update: st.populated ? {} : { lastRefreshAt: startedAt }, late: false };
+      return { update: result.busy || !st.populated ? { lastRefreshAt: startedAt } : {}, late: false };
     case 'FULL':
     case 'DIFFERENTIAL':
     case 'REINITIALIZE':

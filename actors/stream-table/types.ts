@@ -78,7 +78,11 @@ export interface RefreshInput {
   readonly epoch: number;
 }
 
-/** pgt_refresh_history.action, or SKIPPED when another session held the refresh lock (I1). */
+/**
+ * pgt_refresh_history.action, or SKIPPED when nothing was committed: nothing was new, a diamond
+ * join's group could not take its members' locks, or (busy) another session held the table's
+ * refresh lock, that is, was refreshing it (I1).
+ */
 export type RefreshResult =
   | {
       readonly action: 'FULL' | 'DIFFERENTIAL' | 'REINITIALIZE' | 'NO_DATA';
@@ -92,7 +96,7 @@ export type RefreshResult =
       /** null when a full recompute did not count them */
       readonly changesConsumed?: number | null;
     }
-  | { readonly action: 'SKIPPED' };
+  | { readonly action: 'SKIPPED'; readonly busy?: true };
 
 /** Which work ran: a scheduled refresh, or a rebuild followed by a FULL refresh. */
 export type Work = 'refresh' | 'reinit';

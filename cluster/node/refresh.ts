@@ -27,6 +27,7 @@ interface GroupRow extends Row {
 }
 
 const REFRESH_SQL = 'SELECT * FROM pgtrickle._node_refresh($1, $2, $3)';
+const BUSY_NOTICE = /^refresh skipped for ".*": another refresh is in progress$/s;
 
 // A member busy with another refresh (PT003), or refreshed by another session after this
 // transaction's snapshot (40001): the group is tried again a few times at short intervals, since
@@ -75,11 +76,24 @@ export async function refreshOnce(
   if (hooks !== undefined && group !== undefined && group.length > 1) {
     return refreshGroup(pool, node, input, group, hooks);
   }
+  // _refresh returns no row both when nothing is new and when another session holds the lock,
+  // and tells them apart only by its NOTICE (migration 0003, which cannot change): the busy
+  // case counts as a served slot, the other leaves the table due (afterSuccess).
+  const client = await pool.connect();
+  let busy = false;
+  const onNotice = (notice: { message?: string }) => {
+    if (BUSY_NOTICE.test(notice.message ?? '')) busy = true;
+  };
+  client.on('notice', onNotice);
   try {
-    const { rows } = await pool.query<Row>(REFRESH_SQL, [input.id, input.epoch, node]);
-    return toResult(rows[0]);
+    const { rows } = await client.query<Row>(REFRESH_SQL, [input.id, input.epoch, node]);
+    const result = toResult(rows[0]);
+    return result.action === 'SKIPPED' && busy ? { action: 'SKIPPED', busy: true } : result;
   } catch (err) {
     throw fenced(err, input.id);
+  } finally {
+    client.off('notice', onNotice);
+    client.release();
   }
 }
 

@@ -187,7 +187,16 @@ describe('stream-table machine: refreshing', () => {
     expect(st.context()).toMatchObject({ lastRefreshAt: T0, consecutiveFailures: 2, populated: false });
   });
 
-  it('stays due after a skipped refresh, and refreshes on the next news of changes', async () => {
+  it('takes a refresh skipped for a lock held elsewhere as served, without counting it', async () => {
+    const st = start();
+    st.beDueWithChanges();
+    await st.refresh.last().succeed({ action: 'SKIPPED', busy: true });
+    expect(st.context()).toMatchObject({ lastRefreshAt: T0 + INTERVAL, consecutiveFailures: 0 });
+    st.actor.send({ type: 'UPSTREAM_REFRESHED' });
+    expect(st.state()).toBe('idle');
+  });
+
+  it('stays due after a refresh that found nothing new, and refreshes on the next news of changes', async () => {
     const st = start();
     st.beDueWithChanges();
     await st.refresh.last().succeed({ action: 'SKIPPED' });

@@ -92,7 +92,14 @@ describe('afterSuccess', () => {
     expect(afterSuccess(st, 'reinit', reinit, 0, 60_000, auto).update.pace).toBe(st.pace);
   });
 
-  it('changes nothing when the refresh was skipped (lock held elsewhere, or nothing new)', () => {
+  it('only moves the last refresh time when another session held the lock', () => {
+    const busy = { action: 'SKIPPED', busy: true } as const;
+    const { update, late } = afterSuccess(st, 'refresh', busy, 1_000, 60_000, auto);
+    expect(update).toEqual({ lastRefreshAt: 1_000 });
+    expect(late).toBe(false);
+  });
+
+  it('changes nothing when the refresh committed nothing else (nothing new, a group not locked)', () => {
     const { update, late } = afterSuccess(st, 'refresh', { action: 'SKIPPED' }, 1_000, 60_000, auto);
     expect(update).toEqual({});
     expect(late).toBe(false);
