@@ -85,15 +85,19 @@ export async function refreshOnce(
     if (BUSY_NOTICE.test(notice.message ?? '')) busy = true;
   };
   client.on('notice', onNotice);
+  let failure: Error | undefined;
   try {
     const { rows } = await client.query<Row>(REFRESH_SQL, [input.id, input.epoch, node]);
     const result = toResult(rows[0]);
     return result.action === 'SKIPPED' && busy ? { action: 'SKIPPED', busy: true } : result;
   } catch (err) {
+    failure = err instanceof Error ? err : new Error(String(err));
     throw fenced(err, input.id);
   } finally {
     client.off('notice', onNotice);
-    client.release();
+    // Like pool.query, a client whose query failed is discarded: after pg_terminate_backend()
+    // it would otherwise go back to the pool before it knows its connection is gone.
+    client.release(failure);
   }
 }
 
