@@ -15,14 +15,14 @@ export class StaleFencingEpoch extends Error {
   }
 }
 
-/** The machine was started without `.provide()` for one of its invoked actors. */
-export class ActorNotProvided extends Error {
-  readonly code = 'ACTOR_NOT_PROVIDED';
-  readonly actor: string;
+/** The machine was started without a runner for its refresh or reinit work (see withWork). */
+export class WorkNotProvided extends Error {
+  readonly code = 'WORK_NOT_PROVIDED';
+  readonly work: string;
 
-  constructor(actor: string) {
-    super(`the stream-table machine needs a "${actor}" actor: pass one with .provide({ actors })`);
-    this.name = 'ActorNotProvided';
-    this.actor = actor;
+  constructor(work: string) {
+    super(`the stream-table machine needs a "${work}" runner: start it from withWork({ refresh, reinit })`);
+    this.name = 'WorkNotProvided';
+    this.work = work;
   }
 }

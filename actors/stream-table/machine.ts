@@ -1,8 +1,16 @@
 // The XState machine of one stream table on the node that holds its lease: when to refresh,
 // when to rebuild, how to back off, when to give the table up. Decisions live in scheduling.ts.
-import { assign, enqueueActions, fromPromise, not, setup } from 'xstate';
+//
+// The work itself (one transaction, I1) is started by the entry action of `refreshing` or
+// `reinit` and reports back with WORK_DONE or WORK_FAILED, rather than being an invoked promise
+// actor: spawning a child actor per refresh (an actor, its registration, an AbortController, and
+// the garbage of all three) was nearly all of what a tick paid per refresh started
+// (bench/cluster-dispatch.ts). Nothing is lost by not aborting a refresh the actor walks away
+// from: it is one transaction the database fences by epoch (I3), and its late report lands on an
+// actor in a final state, which ignores it.
+import { assign, enqueueActions, not, setup } from 'xstate';
 import { DEFAULT_BACKOFF_CONFIG, failureDelayMs, ON_SCHEDULE } from '../backoff/index.js';
-import { ActorNotProvided, StaleFencingEpoch } from './errors.js';
+import { StaleFencingEpoch, WorkNotProvided } from './errors.js';
 import { afterFailure, afterSuccess, isPaused, nextStep, withFacts } from './scheduling.js';
 import type {
   CatalogFacts,
@@ -15,10 +23,36 @@ import type {
   Work,
 } from './types.js';
 
-// Placeholders give the invoked actors their types; the node passes the real ones (which talk to
-// PostgreSQL) with .provide(), and so do tests.
-function notProvided(actor: string) {
-  return fromPromise<RefreshResult, RefreshInput>(() => Promise.reject(new ActorNotProvided(actor)));
+/** Runs one refresh or one reinit for the actor; the node's runs talk to PostgreSQL. */
+export type RunWork = (input: RefreshInput) => Promise<RefreshResult>;
+
+export interface WorkRunners {
+  /** one scheduled refresh: the generated refresh function in one transaction (I1) */
+  readonly refresh: RunWork;
+  /** rebuild the plan (and storage if needed), then a FULL refresh */
+  readonly reinit: RunWork;
+}
+
+function workInput(context: StreamTableContext): RefreshInput {
+  return { id: context.id, name: context.name, epoch: context.epoch };
+}
+
+interface Self {
+  send(event: StreamTableEvent): void;
+  getSnapshot(): { readonly status: string };
+}
+
+// The report goes through the actor's mailbox like any other event, so it is handled in order
+// with the signals that arrived while the work ran. An actor that gave the table up or stopped
+// meanwhile has nothing left to learn from it.
+function report(self: Self, work: Promise<RefreshResult>): void {
+  const tell = (event: StreamTableEvent) => {
+    if (self.getSnapshot().status === 'active') self.send(event);
+  };
+  work.then(
+    (result) => tell({ type: 'WORK_DONE', result }),
+    (error: unknown) => tell({ type: 'WORK_FAILED', error }),
+  );
 }
 
 export const streamTableMachine = setup({
@@ -27,12 +61,6 @@ export const streamTableMachine = setup({
     events: StreamTableEvent;
     input: StreamTableInput;
     emitted: StreamTableEmitted;
-  },
-  actors: {
-    /** one scheduled refresh: the generated refresh function in one transaction (I1) */
-    refresh: notProvided('refresh'),
-    /** rebuild the plan (and storage if needed), then a FULL refresh */
-    reinit: notProvided('reinit'),
   },
   guards: {
     shouldSuspend: ({ context }) => nextStep(context, context.now()) === 'suspend',
@@ -46,6 +74,10 @@ export const streamTableMachine = setup({
       failureDelayMs(context.consecutiveFailures, context.backoff.failure, context.random),
   },
   actions: {
+    // Placeholders: withWork() provides the runs. A machine started bare fails its work and backs
+    // off instead of hanging in `refreshing`.
+    startRefresh: ({ self }) => report(self, Promise.reject(new WorkNotProvided('refresh'))),
+    startReinit: ({ self }) => report(self, Promise.reject(new WorkNotProvided('reinit'))),
     noteWork: assign({ workPending: true }),
     applyCatalogFacts: assign(({ context }, params: { facts: CatalogFacts }) =>
       withFacts(context, params.facts),
@@ -99,7 +131,7 @@ export const streamTableMachine = setup({
     consecutiveFailures: input.consecutiveFailures,
     // Lateness is not in the catalog: a rebuilt actor starts on pace and relearns it.
     pace: ON_SCHEDULE,
-    workPending: false,
+    workPending: input.workPending ?? false,
     startedAt: undefined,
     now: input.now,
     random: input.random ?? Math.random,
@@ -130,18 +162,16 @@ export const streamTableMachine = setup({
     },
     // A pause or a reinit asked for meanwhile waits for the refresh: it is one short transaction.
     refreshing: {
-      entry: 'claimWork',
-      invoke: {
-        src: 'refresh',
-        input: ({ context }) => ({ id: context.id, name: context.name, epoch: context.epoch }),
-        onDone: {
+      entry: ['claimWork', 'startRefresh'],
+      on: {
+        WORK_DONE: {
           target: 'idle',
           actions: {
             type: 'recordSuccess',
-            params: ({ event }) => ({ work: 'refresh', result: event.output }),
+            params: ({ event }) => ({ work: 'refresh', result: event.result }),
           },
         },
-        onError: [
+        WORK_FAILED: [
           {
             guard: { type: 'isFencedOut', params: ({ event }) => ({ error: event.error }) },
             target: 'released',
@@ -157,18 +187,16 @@ export const streamTableMachine = setup({
       },
     },
     reinit: {
-      entry: 'claimReinit',
-      invoke: {
-        src: 'reinit',
-        input: ({ context }) => ({ id: context.id, name: context.name, epoch: context.epoch }),
-        onDone: {
+      entry: ['claimReinit', 'startReinit'],
+      on: {
+        WORK_DONE: {
           target: 'idle',
           actions: {
             type: 'recordSuccess',
-            params: ({ event }) => ({ work: 'reinit', result: event.output }),
+            params: ({ event }) => ({ work: 'reinit', result: event.result }),
           },
         },
-        onError: [
+        WORK_FAILED: [
           {
             guard: { type: 'isFencedOut', params: ({ event }) => ({ error: event.error }) },
             target: 'released',
@@ -195,3 +223,13 @@ export const streamTableMachine = setup({
     stopped: { type: 'final' },
   },
 });
+
+/** The machine with its work provided: what the node, the bench and the tests start. */
+export function withWork(runners: WorkRunners) {
+  return streamTableMachine.provide({
+    actions: {
+      startRefresh: ({ context, self }) => report(self, runners.refresh(workInput(context))),
+      startReinit: ({ context, self }) => report(self, runners.reinit(workInput(context))),
+    },
+  });
+}

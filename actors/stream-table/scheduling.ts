@@ -59,7 +59,7 @@ export interface Outcome {
  * take, so it leaves auto_backoff's pace alone.
  */
 export function afterSuccess(
-  st: Pick<StreamTableContext, 'schedule' | 'pace'>,
+  st: Pick<StreamTableContext, 'schedule' | 'pace' | 'populated'>,
   work: Work,
   result: RefreshResult,
   startedAt: number,
@@ -67,9 +67,14 @@ export function afterSuccess(
   config: AutoBackoffConfig,
 ): Outcome {
   switch (result.action) {
-    // Another session held the lock and refreshed (I1): the slot is served, nothing is learnt.
+    // Another session held the lock (busy): it is refreshing the table (I1), so the slot is
+    // served. Otherwise nothing was committed (nothing new, or a diamond's group could not lock
+    // its members): like the catalog's data timestamp, the last refresh stays where it was, so
+    // the table stays due and the next news of changes (a tick's source check, an upstream
+    // refresh) starts it at once rather than a whole interval later. A table never filled has no
+    // such news to wait for: its slot counts as served, or it would retry at once.
     case 'SKIPPED':
-      return { update: { lastRefreshAt: startedAt }, late: false };
+      return { update: result.busy || !st.populated ? { lastRefreshAt: startedAt } : {}, late: false };
     case 'FULL':
     case 'DIFFERENTIAL':
     case 'REINITIALIZE':

@@ -1,5 +1,5 @@
 // The shapes around one stream table's actor: what it starts from, what it holds, what it hears,
-// what its refresh actors take and give back, and what it announces.
+// what its refresh and reinit runs take and give back, and what it announces.
 import type { ConcreteSchedule } from '../../shared/schedule/index.js';
 import type { BackoffConfig, Pace } from '../backoff/index.js';
 
@@ -29,6 +29,8 @@ export interface StreamTableInput extends CatalogFacts {
   /** when the last refresh started (its data timestamp), epoch ms */
   readonly lastRefreshAt: number | undefined;
   readonly consecutiveFailures: number;
+  /** treat the sources as changed: refresh when due without waiting for news of changes */
+  readonly workPending?: boolean;
   /** epoch ms; the same clock as the one given to createActor, so tests can drive both */
   readonly now: () => number;
   /** [0, 1) for backoff jitter; Math.random when absent */
@@ -64,7 +66,11 @@ export type StreamTableEvent =
   /** the lease went to another node: give the stream table up at once (I3) */
   | { readonly type: 'LEASE_LOST' }
   /** this node is shutting down */
-  | { readonly type: 'STOP' };
+  | { readonly type: 'STOP' }
+  /** the refresh or reinit the actor started committed (or was skipped for a held lock) */
+  | { readonly type: 'WORK_DONE'; readonly result: RefreshResult }
+  /** the refresh or reinit the actor started failed; StaleFencingEpoch means fenced out (I3) */
+  | { readonly type: 'WORK_FAILED'; readonly error: unknown };
 
 export interface RefreshInput {
   readonly id: string;
@@ -72,7 +78,11 @@ export interface RefreshInput {
   readonly epoch: number;
 }
 
-/** pgt_refresh_history.action, or SKIPPED when another session held the refresh lock (I1). */
+/**
+ * pgt_refresh_history.action, or SKIPPED when nothing was committed: nothing was new, a diamond
+ * join's group could not take its members' locks, or (busy) another session held the table's
+ * refresh lock, that is, was refreshing it (I1).
+ */
 export type RefreshResult =
   | {
       readonly action: 'FULL' | 'DIFFERENTIAL' | 'REINITIALIZE' | 'NO_DATA';
@@ -86,9 +96,9 @@ export type RefreshResult =
       /** null when a full recompute did not count them */
       readonly changesConsumed?: number | null;
     }
-  | { readonly action: 'SKIPPED' };
+  | { readonly action: 'SKIPPED'; readonly busy?: true };
 
-/** Which invoked actor ran: a scheduled refresh, or a rebuild followed by a FULL refresh. */
+/** Which work ran: a scheduled refresh, or a rebuild followed by a FULL refresh. */
 export type Work = 'refresh' | 'reinit';
 
 /** What the actor announces, for the node to publish and log; times by the actor's `now`. */

@@ -1,7 +1,7 @@
 // The one KV bucket of a database's cluster: leases, members and the coordinator key.
 import { JetStreamApiCodes, JetStreamApiError } from '@nats-io/jetstream';
 import { type KV, Kvm } from '@nats-io/kv';
-import type { NatsConnection } from '@nats-io/transport-node';
+import { type NatsConnection, NoRespondersError, TimeoutError } from '@nats-io/transport-node';
 
 export interface BucketOptions {
   /**
@@ -15,11 +15,40 @@ export interface BucketOptions {
   readonly readyTimeoutMs?: number;
 }
 
+/**
+ * Runs a JetStream API request (creating a bucket or a watch, a first write) until it is answered
+ * or `timeoutMs` is gone. A NATS cluster under load can leave such a request unanswered past the
+ * client's timeout, replicated streams and consumers needing their RAFT group, or answer that
+ * JetStream is not enabled while it elects its meta leader; each of these requests is safe to
+ * repeat (opening finds what a timed-out creation made after all).
+ */
+export async function untilAnswered<T>(request: () => Promise<T>, timeoutMs: number): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      return await request();
+    } catch (err) {
+      if (!unanswered(err) || Date.now() > deadline) throw err;
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  }
+}
+
+// JetStreamNotEnabled is not exported by @nats-io/jetstream: known by its name.
+function unanswered(err: unknown): boolean {
+  return (
+    err instanceof TimeoutError ||
+    err instanceof NoRespondersError ||
+    (err instanceof Error && err.name === 'JetStreamNotEnabled')
+  );
+}
+
 /** Opens the bucket, creating it on first use, once it can take writes. */
 export async function openBucket(nc: NatsConnection, name: string, options: BucketOptions): Promise<KV> {
+  const timeoutMs = options.readyTimeoutMs ?? 15_000;
   const kvm = new Kvm(nc);
-  const kv = await openOrCreate(kvm, name, options);
-  await untilLed(kv, name, options.readyTimeoutMs ?? 15_000);
+  const kv = await untilAnswered(() => openOrCreate(kvm, name, options), timeoutMs);
+  await untilAnswered(() => untilLed(kv, name, timeoutMs), timeoutMs);
   return kv;
 }
 

@@ -1,5 +1,5 @@
 // The cluster's NATS edge: leases, membership and events behind small interfaces.
-export { type BucketOptions, openBucket } from './bucket.js';
+export { type BucketOptions, openBucket, untilAnswered } from './bucket.js';
 export { decode, encode, UnsupportedSchema } from './codec.js';
 export type {
   ActorStatus,

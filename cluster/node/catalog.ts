@@ -79,12 +79,16 @@ export async function readStreamTables(db: pg.Pool | pg.ClientBase): Promise<Str
   return rows.map(fromRaw);
 }
 
-export async function readStreamTable(
+/** The rows of `ids` still in the catalog, in one round trip: a takeover reads many at once. */
+export async function readStreamTablesById(
   db: pg.Pool | pg.ClientBase,
-  id: string,
-): Promise<StreamTableRow | undefined> {
-  const { rows } = await db.query<Raw>(`${SQL} WHERE st.pgt_id = $1`, [id]);
-  return rows[0] === undefined ? undefined : fromRaw(rows[0]);
+  ids: readonly string[],
+): Promise<StreamTableRow[]> {
+  if (ids.length === 0) return [];
+  const { rows } = await db.query<Raw>(`${SQL} WHERE st.pgt_id = ANY ($1::bigint[]) ORDER BY st.pgt_id`, [
+    ids,
+  ]);
+  return rows.map(fromRaw);
 }
 
 /** The source watchers' one query per tick: which of `ids` have unconsumed changes. */

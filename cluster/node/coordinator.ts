@@ -14,7 +14,7 @@ import {
   leaseKey,
   type Member,
 } from '../nats/index.js';
-import { place } from './placement.js';
+import { eligibleNodes, type Grant, type Lapses, place, suspectNodes } from './placement.js';
 
 export interface CoordinatorView {
   /** catalog stream tables, upstream first */
@@ -36,11 +36,14 @@ export interface CoordinatorOptions {
   readonly view: () => CoordinatorView;
   /** healthy leases moved per round to even the load out */
   readonly maxMoves?: number;
-  /** grants written at once */
+  /** lease writes in flight at once */
   readonly parallelGrants?: number;
-  /** longest wait of a grant for a stream table's row lock (default: a sixth of the TTL) */
-  readonly grantLockTimeoutMs?: number;
+  /** called when this node granted leases to itself: it need not wait for the watch to hear it */
+  readonly grantedToSelf?: () => void;
 }
+
+/** First wait before a grant whose row a refresh holds is tried again; it doubles while busy. */
+const BUSY_RETRY_MS = 10;
 
 export class Coordinator {
   private leader: Lease | undefined;
@@ -48,6 +51,9 @@ export class Coordinator {
   private poked: NodeJS.Timeout | undefined;
   private again = false;
   private expiry: NodeJS.Timeout | undefined;
+  private busyRetry: NodeJS.Timeout | undefined;
+  private busyDelayMs = BUSY_RETRY_MS;
+  private lapses: Lapses = new Map();
   private resigned = false;
 
   constructor(private readonly options: CoordinatorOptions) {}
@@ -74,9 +80,11 @@ export class Coordinator {
     }
     this.running = this.roundOnce().finally(() => {
       this.running = undefined;
+      // At once, not after poke's pause: the request may be an expiry alarm (a dead node's, or
+      // the coordinator's term), which must not wait.
       if (this.again) {
         this.again = false;
-        this.poke();
+        this.roundNow();
       }
     });
     return this.running;
@@ -99,17 +107,29 @@ export class Coordinator {
     this.resigned = true;
     clearTimeout(this.poked);
     clearTimeout(this.expiry);
+    clearTimeout(this.busyRetry);
     await this.running?.catch(() => undefined);
     const leader = this.leader;
     this.leader = undefined;
     if (leader) await this.options.leaseStore.remove(COORDINATOR_KEY, leader.revision).catch(() => false);
   }
 
+  // A leader renews its term like a lease, once half of it is gone, rather than on every round
+  // (rounds come with every lease and member change), and after its decisions, not before: a
+  // takeover's grants do not wait for two KV round trips.
   private async roundOnce(): Promise<void> {
     const now = Date.now();
     if (this.resigned || now < this.options.notBefore) return;
-    await this.elect(now);
-    if (this.isLeader()) await this.coordinate(now);
+    if (!this.isLeader()) await this.elect(now);
+    if (!this.isLeader()) return;
+    try {
+      await this.coordinate(Date.now());
+    } finally {
+      const term = this.leader;
+      if (term !== undefined && term.expiresAt - Date.now() <= this.options.leaseTtlMs / 2) {
+        await this.elect(Date.now());
+      }
+    }
   }
 
   private async elect(now: number): Promise<void> {
@@ -138,104 +158,127 @@ export class Coordinator {
     }
   }
 
-  // A member that stops heartbeating is noticed the instant its entry expires, not at the next
-  // round up to a heartbeat later: takeover then takes the lease TTL plus a tick, not plus a round.
-  // Every round re-arms it, and the living heartbeat before they expire, so it fires for the dead.
+  // A dead node is noticed the instant its first lease or its heartbeat entry expires, not at the
+  // next round up to a heartbeat later: takeover then takes at most the lease TTL plus a tick.
+  // Every round re-arms it; the living renew before they expire, so it fires for the dead.
   private wakeAtNextExpiry(members: ReadonlyMap<string, Member>, now: number): void {
     let at = Number.POSITIVE_INFINITY;
     for (const m of members.values()) if (m.expiresAt > now && m.expiresAt < at) at = m.expiresAt;
-    if (Number.isFinite(at)) this.alarmAt(at, now, () => this.poke());
+    for (const l of this.options.leases.values()) if (l.expiresAt > now && l.expiresAt < at) at = l.expiresAt;
+    if (Number.isFinite(at)) this.alarmAt(at, now, () => this.roundNow());
     else clearTimeout(this.expiry);
   }
 
   private async coordinate(now: number): Promise<void> {
-    const { leases, leaseStore, leaseTtlMs, log, pool } = this.options;
+    const { leases, leaseStore, log, pool } = this.options;
     const view = this.options.view();
     if (!view.catalogLoaded) return;
-    const nodes = [...view.members.values()]
-      .filter((m) => isAlive(m, now))
-      .map((m) => m.node)
-      .sort();
-    const alive = new Set(nodes);
+    const alive = new Set([...view.members.values()].filter((m) => isAlive(m, now)).map((m) => m.node));
+    const inCatalog = new Set(view.streamTables);
     const holders = new Map<string, string>();
+    const expiredHolders: string[] = [];
     for (const [id, lease] of leases) {
-      if (!isExpired(lease, now) && alive.has(lease.holder)) holders.set(id, lease.holder);
+      if (!inCatalog.has(id)) continue;
+      if (isExpired(lease, now)) expiredHolders.push(lease.holder);
+      else if (alive.has(lease.holder)) holders.set(id, lease.holder);
     }
+    const suspicion = suspectNodes(this.lapses, expiredHolders, view.members);
+    this.lapses = suspicion.lapses;
     this.wakeAtNextExpiry(view.members, now);
     const grants = place({
       streamTables: view.streamTables,
-      nodes,
+      nodes: eligibleNodes([...alive].sort(), suspicion.suspects),
       holders,
       maxMoves: this.options.maxMoves ?? 2,
     });
-    const parallel = this.options.parallelGrants ?? 16;
-    let busy = false;
-    for (let i = 0; i < grants.length; i += parallel) {
-      await Promise.all(
-        grants.slice(i, i + parallel).map(async (grant) => {
-          // The epoch first: once it is in the catalog, the previous holder cannot commit (I3).
-          const epoch = await grantEpoch(
-            pool,
-            grant.id,
-            this.options.grantLockTimeoutMs ?? Math.max(50, Math.floor(leaseTtlMs / 6)),
-          );
-          if (epoch === 'busy') {
-            log.info({ st: grant.id, to: grant.to }, 'lease grant waits for a refresh in progress');
-            busy = true;
-            return;
-          }
-          if (epoch === null || epoch === undefined) return;
-          const previous = leases.get(grant.id);
-          const lease = await leaseStore.write(
-            leaseKey(grant.id),
-            { holder: grant.to, epoch: Number(epoch), expiresAt: Date.now() + leaseTtlMs },
-            previous?.revision ?? 0,
-          );
-          if (lease === undefined) {
-            log.debug({ st: grant.id }, 'lease grant lost the race; next round retries');
-            return;
-          }
-          const seen = leases.get(grant.id);
-          if (seen === undefined || seen.revision < lease.revision) leases.set(grant.id, lease);
-          log.info({ st: grant.id, to: grant.to, from: grant.from, epoch: lease.epoch }, 'lease granted');
-        }),
+    let busy: string[] = [];
+    if (grants.length > 0) {
+      // The epochs first, all in one statement: once they are in the catalog, the previous
+      // holders cannot commit (I3).
+      const epochs = await grantEpochs(
+        pool,
+        grants.map((g) => g.id),
       );
+      const { granted } = epochs;
+      busy = epochs.busy;
+      const parallel = this.options.parallelGrants ?? 256;
+      const ready = grants.filter((g) => granted.has(g.id));
+      for (let i = 0; i < ready.length; i += parallel) {
+        await Promise.all(
+          ready
+            .slice(i, i + parallel)
+            .map((grant) => this.writeLease(grant, granted.get(grant.id) as number)),
+        );
+      }
+      if (ready.some((g) => g.to === this.options.node)) this.options.grantedToSelf?.();
+      if (busy.length > 0) log.info({ st: busy }, 'lease grants wait for refreshes in progress');
     }
-    // The refresh in the way is usually a dead node's last one, about to end: try again at once
-    // rather than a round later.
-    if (busy) this.poke();
+    this.retryBusy(busy.length > 0);
     // Leases of dropped stream tables.
-    const inCatalog = new Set(view.streamTables);
     for (const [id, lease] of leases) {
       if (!inCatalog.has(id)) await leaseStore.remove(leaseKey(id), lease.revision).catch(() => false);
     }
   }
+
+  private async writeLease(grant: Grant, epoch: number): Promise<void> {
+    const { leases, leaseStore, leaseTtlMs, log } = this.options;
+    const previous = leases.get(grant.id);
+    const lease = await leaseStore.write(
+      leaseKey(grant.id),
+      { holder: grant.to, epoch, expiresAt: Date.now() + leaseTtlMs },
+      previous?.revision ?? 0,
+    );
+    if (lease === undefined) {
+      log.debug({ st: grant.id }, 'lease grant lost the race; next round retries');
+      return;
+    }
+    const seen = leases.get(grant.id);
+    if (seen === undefined || seen.revision < lease.revision) leases.set(grant.id, lease);
+    log.info({ st: grant.id, to: grant.to, from: grant.from, epoch }, 'lease granted');
+  }
+
+  // The refresh in the way is usually a dead node's last one, about to end: try again soon, not a
+  // round later; but a node paused in the middle of a transaction holds its lock until it runs
+  // again, so the retries slow down (to a sixth of the TTL) while the row stays busy.
+  private retryBusy(busy: boolean): void {
+    clearTimeout(this.busyRetry);
+    if (!busy) {
+      this.busyDelayMs = BUSY_RETRY_MS;
+      return;
+    }
+    this.busyRetry = setTimeout(() => this.roundNow(), this.busyDelayMs);
+    this.busyRetry.unref();
+    this.busyDelayMs = Math.min(2 * this.busyDelayMs, Math.max(BUSY_RETRY_MS, this.options.leaseTtlMs / 6));
+  }
 }
 
-/**
- * Bumps the fencing epoch, waiting at most `lockTimeoutMs` for the stream table's row lock.
- * The lock belongs to a refresh in progress, which may be an orphaned backend of a dead node:
- * it holds the lock as long as its refresh runs, or, if its host vanished mid-transaction,
- * until TCP keepalive tells PostgreSQL. A round that waited for it would hold up this node's
- * heartbeat and lease renewals (they run in the same loop), so a busy row is retried next round.
- * lock_timeout is set for this transaction only: nothing is left in a pooled session.
- */
-async function grantEpoch(pool: pg.Pool, id: string, lockTimeoutMs: number): Promise<string | null | 'busy'> {
-  const client = await pool.connect();
-  try {
-    await client.query('BEGIN');
-    await client.query("SELECT set_config('lock_timeout', $1, true)", [`${lockTimeoutMs}ms`]);
-    const { rows } = await client.query<{ epoch: string | null }>(
-      'SELECT pgtrickle._grant_epoch($1)::text AS epoch',
-      [id],
-    );
-    await client.query('COMMIT');
-    return rows[0]?.epoch ?? null;
-  } catch (err) {
-    await client.query('ROLLBACK').catch(() => undefined);
-    if ((err as { code?: unknown } | null)?.code === '55P03') return 'busy';
-    throw err;
-  } finally {
-    client.release();
+// Rows a refresh holds (FOR UPDATE NOWAIT in _refresh, I1) are skipped, not waited for: the
+// lock may belong to an orphaned backend of a dead node, held until its refresh ends or, if its
+// host vanished mid-transaction, until TCP keepalive tells PostgreSQL; a round that waited would
+// hold up every other grant and this node's heartbeat. Ids gone from the catalog come back in
+// neither list. One statement, so nothing is left in a pooled session.
+const GRANT_SQL = `
+  WITH free AS MATERIALIZED (
+    SELECT pgt_id FROM pgtrickle.pgt_stream_tables
+     WHERE pgt_id = ANY ($1::bigint[])
+       FOR UPDATE SKIP LOCKED),
+  granted AS MATERIALIZED (
+    SELECT pgt_id, pgtrickle._grant_epoch(pgt_id) AS epoch FROM free)
+  SELECT st.pgt_id::text AS id, g.epoch::text AS epoch
+    FROM pgtrickle.pgt_stream_tables st LEFT JOIN granted g USING (pgt_id)
+   WHERE st.pgt_id = ANY ($1::bigint[])`;
+
+/** Bumps the fencing epochs of `ids` whose rows no refresh holds; `busy` are the others. */
+async function grantEpochs(
+  pool: pg.Pool,
+  ids: readonly string[],
+): Promise<{ granted: Map<string, number>; busy: string[] }> {
+  const { rows } = await pool.query<{ id: string; epoch: string | null }>(GRANT_SQL, [ids]);
+  const granted = new Map<string, number>();
+  const busy: string[] = [];
+  for (const r of rows) {
+    if (r.epoch === null) busy.push(r.id);
+    else granted.set(r.id, Number(r.epoch));
   }
+  return { granted, busy };
 }

@@ -12,7 +12,7 @@ import {
   dueAt,
   type RefreshResult,
   type StreamTableInput,
-  streamTableMachine,
+  withWork,
 } from '../../actors/stream-table/index.js';
 import { kvReplicas } from '../../shared/config.js';
 import { PgTrickleError } from '../../shared/errors/index.js';
@@ -38,14 +38,15 @@ import {
   NatsMembership,
   nodeId,
   openBucket,
+  untilAnswered,
 } from '../nats/index.js';
-import { pendingChanges, readStreamTable, readStreamTables, type StreamTableRow } from './catalog.js';
+import { pendingChanges, readStreamTables, readStreamTablesById, type StreamTableRow } from './catalog.js';
 import { catalogFit, compareCatalog, expectedCatalogVersion, mismatchMessage } from './catalog-version.js';
 import { Coordinator } from './coordinator.js';
 import { candidates, dispatch, type StreamTableActor } from './dispatch.js';
 import { DueQueue } from './due-queue.js';
 import { type ConnectionPoolerMode, poolerBehaviour } from './pooler.js';
-import { refreshActors } from './refresh.js';
+import { refreshRunners } from './refresh.js';
 
 export interface NodeOptions {
   readonly databaseUrl: string;
@@ -75,6 +76,9 @@ export interface NodeOptions {
   /** 'transaction' behind PgBouncer in transaction mode: no LISTEN, nothing kept in a session */
   readonly connectionPoolerMode?: ConnectionPoolerMode;
 }
+
+/** how long a starting node keeps asking a NATS cluster that does not answer */
+const NATS_START_TIMEOUT_MS = 30_000;
 
 const DEFAULTS = {
   leaseTtlMs: 10_000,
@@ -201,22 +205,34 @@ export class RefreshNode {
     await this.loadCatalog();
     const pooler = poolerBehaviour(this.options.connectionPoolerMode ?? 'session');
     if (pooler.listen) await this.listen();
-    await this.heartbeat();
+    // The first requests to a NATS cluster still busy with the bucket's RAFT group may go
+    // unanswered for a while: retried rather than ending the node (untilAnswered).
+    const membership = this.membership;
+    const leaseStore = this.leaseStore;
+    await untilAnswered(() => this.heartbeat(), NATS_START_TIMEOUT_MS);
     this.stops.push(
-      await this.membership.watch((node, member) => {
-        if (member === undefined) this.members.delete(node);
-        else this.members.set(node, member);
-        this.coordinator?.poke();
-      }),
+      await untilAnswered(
+        () =>
+          membership.watch((node, member) => {
+            if (member === undefined) this.members.delete(node);
+            else this.members.set(node, member);
+            this.coordinator?.poke();
+          }),
+        NATS_START_TIMEOUT_MS,
+      ),
     );
     this.stops.push(
-      await this.leaseStore.watch(leaseKey('>'), (key, lease) => {
-        const id = key.slice(leaseKey('').length);
-        if (lease === undefined) this.leases.delete(id);
-        else this.leases.set(id, lease);
-        this.coordinator?.poke();
-        this.reconcile();
-      }),
+      await untilAnswered(
+        () =>
+          leaseStore.watch(leaseKey('>'), (key, lease) => {
+            const id = key.slice(leaseKey('').length);
+            if (lease === undefined) this.leases.delete(id);
+            else this.leases.set(id, lease);
+            this.coordinator?.poke();
+            this.reconcile();
+          }),
+        NATS_START_TIMEOUT_MS,
+      ),
     );
     this.coordinator = new Coordinator({
       node: this.id,
@@ -225,6 +241,7 @@ export class RefreshNode {
       pool,
       log: this.log,
       leaseTtlMs: this.leaseTtlMs,
+      grantedToSelf: () => this.reconcile(),
       // The watches deliver what the bucket holds shortly after they start; a coordinator that
       // decided before would take every lease for missing and regrant it.
       notBefore: Date.now() + this.heartbeatMs,
@@ -516,6 +533,9 @@ export class RefreshNode {
     if (this.stopping) return;
     this.reconcileAgain = true;
     this.reconciling = this.reconciling.then(async () => {
+      // Grants come in bursts (a takeover hands a dead node's share out at once): the rest of
+      // the burst lands first, and one catalog read serves them all.
+      await new Promise((resolve) => setImmediate(resolve));
       if (!this.reconcileAgain || this.stopping) return;
       this.reconcileAgain = false;
       try {
@@ -537,23 +557,24 @@ export class RefreshNode {
     }
     const pool = this.pool;
     if (!pool || this.draining) return;
+    const granted = new Map<string, Lease>();
     for (const lease of this.leases.values()) {
       const id = lease.key.slice(leaseKey('').length);
-      if (lease.holder !== this.id || isExpired(lease, now) || this.held.has(id)) continue;
-      const row = await readStreamTable(pool, id);
-      if (row === undefined || this.stopping) continue;
-      if (row.epoch !== lease.epoch) {
-        // The catalog moved on (a newer grant is on its way, or this one lost its race).
-        continue;
-      }
+      if (lease.holder === this.id && !isExpired(lease, now) && !this.held.has(id)) granted.set(id, lease);
+    }
+    // One query for every lease just granted: a takeover brings a dead node's share at once.
+    for (const row of await readStreamTablesById(pool, [...granted.keys()])) {
+      const lease = granted.get(row.id) as Lease;
+      // The catalog moved on (a newer grant is on its way, or this one lost its race).
+      if (this.stopping || this.held.has(row.id) || row.epoch !== lease.epoch) continue;
       this.take(row, lease);
     }
   }
 
   private take(row: StreamTableRow, lease: Lease): void {
     const pool = this.pool as pg.Pool;
-    const machine = streamTableMachine.provide({
-      actors: refreshActors(
+    const machine = withWork(
+      refreshRunners(
         pool,
         this.id,
         (work) => {
@@ -571,7 +592,7 @@ export class RefreshNode {
             ),
         },
       ),
-    });
+    );
     const input: StreamTableInput = {
       ...this.facts(row),
       id: row.id,
@@ -579,6 +600,10 @@ export class RefreshNode {
       populated: row.populated,
       lastRefreshAt: row.lastRefreshAt,
       consecutiveFailures: row.consecutiveErrors,
+      // Whatever the previous holder left unconsumed is refreshed as soon as it is due, without
+      // waiting for a tick's source check: a takeover refreshes at once, and a refresh that
+      // finds nothing new is cheap and harmless (I1, I2).
+      workPending: true,
       now: Date.now,
     };
     const actor = createActor(machine, { input });
@@ -630,7 +655,7 @@ export class RefreshNode {
       }
       if (state === 'idle') this.queue.schedule(held.id, dueAt(snapshot.context, Date.now()));
     });
-    this.log.info({ st: row.qualifiedName, epoch: lease.epoch }, 'stream table taken');
+    this.log.info({ st: row.qualifiedName, id: row.id, epoch: lease.epoch }, 'stream table taken');
     actor.start();
   }
 

@@ -20,6 +20,44 @@ export interface Grant {
   readonly from: string | undefined;
 }
 
+/** Node → the expiry of its heartbeat entry when it was last seen holding an expired lease. */
+export type Lapses = ReadonlyMap<string, number>;
+
+/**
+ * The suspects: nodes seen holding an expired lease, now or in an earlier round, and not heard
+ * from since (their heartbeat entry has not been rewritten). Once a dead node's leases are
+ * regranted it holds no expired lease, and without this memory it would be the least loaded
+ * target of the moves. Returns the lapses to keep for the next round with them.
+ */
+export function suspectNodes(
+  previous: Lapses,
+  expiredHolders: Iterable<string>,
+  heartbeats: ReadonlyMap<string, { readonly expiresAt: number }>,
+): { lapses: Map<string, number>; suspects: Set<string> } {
+  const lapses = new Map(previous);
+  for (const node of expiredHolders) lapses.set(node, heartbeats.get(node)?.expiresAt ?? 0);
+  const suspects = new Set<string>();
+  for (const [node, seen] of lapses) {
+    const heartbeat = heartbeats.get(node);
+    if (heartbeat === undefined || heartbeat.expiresAt > seen) lapses.delete(node);
+    else suspects.add(node);
+  }
+  return { lapses, suspects };
+}
+
+/**
+ * The nodes placement may give stream tables to: the live ones (not draining) but the suspects.
+ * A node's leases and its heartbeat are written at different times, so a dead node's leases
+ * often expire before its heartbeat entry does; while it still looks alive it is also the least
+ * loaded, and would be given its own tables back, or others by the moves, to be regranted once
+ * more when its heartbeat expires. If that leaves no node (a lone node that stalled), every live
+ * node is eligible.
+ */
+export function eligibleNodes(alive: readonly string[], suspects: ReadonlySet<string>): string[] {
+  const eligible = alive.filter((n) => !suspects.has(n));
+  return eligible.length > 0 ? eligible : [...alive];
+}
+
 export function place(input: PlacementInput): Grant[] {
   const grants: Grant[] = [];
   if (input.nodes.length === 0) return grants;

@@ -1,10 +1,15 @@
-// The refresh and reinit actors a node provides to the stream-table machine: each one
+// The refresh and reinit runs a node gives the stream-table machine: each one
 // transaction in PostgreSQL (I1) under the node's fencing epoch; SQLSTATE PT001 (a newer
 // epoch was granted) becomes StaleFencingEpoch, on which the machine gives the table up (I3).
 // A diamond join refreshes with its group in one REPEATABLE READ snapshot (cluster/dag/diamond.ts).
 import type pg from 'pg';
-import { fromPromise } from 'xstate';
-import { type RefreshInput, type RefreshResult, StaleFencingEpoch } from '../../actors/stream-table/index.js';
+import {
+  type RefreshInput,
+  type RefreshResult,
+  StaleFencingEpoch,
+  type WorkRunners,
+} from '../../actors/stream-table/index.js';
+import { literal } from '../../shared/pg/quote.js';
 import { planStreamTable } from '../planner/install.js';
 
 interface Row {
@@ -22,11 +27,14 @@ interface GroupRow extends Row {
 }
 
 const REFRESH_SQL = 'SELECT * FROM pgtrickle._node_refresh($1, $2, $3)';
-const GROUP_SQL = 'SELECT * FROM pgtrickle._node_refresh_group($1::bigint[], $2, $3)';
+const BUSY_NOTICE = /^refresh skipped for ".*": another refresh is in progress$/s;
 
 // A member busy with another refresh (PT003), or refreshed by another session after this
-// transaction's snapshot (40001): the group is not refreshed this time, and is when next due.
+// transaction's snapshot (40001): the group is tried again a few times at short intervals, since
+// the member's refresh is one short transaction; after that it is skipped, and D waits for the
+// next news of changes.
 const GROUP_RETRY_CODES = new Set(['PT003', '40001']);
+const GROUP_RETRY_DELAYS_MS = [5, 10, 20, 40];
 
 /** How a node tells a diamond join's group, and hears of the group's other refreshes. */
 export interface GroupHooks {
@@ -68,11 +76,28 @@ export async function refreshOnce(
   if (hooks !== undefined && group !== undefined && group.length > 1) {
     return refreshGroup(pool, node, input, group, hooks);
   }
+  // _refresh returns no row both when nothing is new and when another session holds the lock,
+  // and tells them apart only by its NOTICE (migration 0003, which cannot change): the busy
+  // case counts as a served slot, the other leaves the table due (afterSuccess).
+  const client = await pool.connect();
+  let busy = false;
+  const onNotice = (notice: { message?: string }) => {
+    if (BUSY_NOTICE.test(notice.message ?? '')) busy = true;
+  };
+  client.on('notice', onNotice);
+  let failure: Error | undefined;
   try {
-    const { rows } = await pool.query<Row>(REFRESH_SQL, [input.id, input.epoch, node]);
-    return toResult(rows[0]);
+    const { rows } = await client.query<Row>(REFRESH_SQL, [input.id, input.epoch, node]);
+    const result = toResult(rows[0]);
+    return result.action === 'SKIPPED' && busy ? { action: 'SKIPPED', busy: true } : result;
   } catch (err) {
+    failure = err instanceof Error ? err : new Error(String(err));
     throw fenced(err, input.id);
+  } finally {
+    client.off('notice', onNotice);
+    // Like pool.query, a client whose query failed is discarded: after pg_terminate_backend()
+    // it would otherwise go back to the pool before it knows its connection is gone.
+    client.release(failure);
   }
 }
 
@@ -85,28 +110,54 @@ async function refreshGroup(
   group: readonly string[],
   hooks: GroupHooks,
 ): Promise<RefreshResult> {
-  const client = await pool.connect();
-  let rows: GroupRow[];
-  try {
-    await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ');
-    rows = (await client.query<GroupRow>(GROUP_SQL, [group, input.epoch, node])).rows;
-    await client.query('COMMIT');
-  } catch (err) {
-    await client.query('ROLLBACK').catch(() => undefined);
-    if (GROUP_RETRY_CODES.has(String((err as { code?: unknown } | null)?.code))) {
-      hooks.groupSkipped(input.id, err);
-      return { action: 'SKIPPED' };
+  for (let attempt = 0; ; attempt++) {
+    const rows = await tryGroup(pool, node, input, group);
+    if (rows instanceof Error) {
+      const delay = GROUP_RETRY_DELAYS_MS[attempt];
+      if (delay === undefined) {
+        hooks.groupSkipped(input.id, rows);
+        return { action: 'SKIPPED' };
+      }
+      await new Promise((resolve) => setTimeout(resolve, delay));
+      continue;
     }
+    let own: GroupRow | undefined;
+    for (const row of rows) {
+      if (row.pgt_id === input.id) own = row;
+      else hooks.memberRefreshed(row.pgt_id, toResult(row));
+    }
+    return toResult(own);
+  }
+}
+
+// The group's transaction in one round trip: a multi-statement simple query is one implicit
+// transaction, so a node that stops between statements (SIGSTOP, a GC pause) cannot leave its
+// members locked, idle in transaction, and an error rolls all of it back without a ROLLBACK.
+// Simple queries take no parameters: the values are inlined, ids and epoch as checked integers.
+function groupSql(group: readonly string[], epoch: number, node: string): string {
+  if (!group.every((id) => /^[0-9]+$/.test(id)) || !Number.isSafeInteger(epoch)) {
+    throw new RangeError(`not a refresh group: ${JSON.stringify({ group, epoch })}`);
+  }
+  return `SET TRANSACTION ISOLATION LEVEL REPEATABLE READ;
+    SELECT * FROM pgtrickle._node_refresh_group('{${group.join(',')}}'::bigint[], ${epoch}, ${literal(node)})`;
+}
+
+/** One try of the group's transaction: its rows, or the error to retry on (GROUP_RETRY_CODES). */
+async function tryGroup(
+  pool: pg.Pool,
+  node: string,
+  input: RefreshInput,
+  group: readonly string[],
+): Promise<GroupRow[] | Error> {
+  try {
+    const results = (await pool.query(
+      groupSql(group, input.epoch, node),
+    )) as unknown as pg.QueryResult<GroupRow>[];
+    return results.at(-1)?.rows ?? [];
+  } catch (err) {
+    if (err instanceof Error && GROUP_RETRY_CODES.has(String((err as { code?: unknown }).code))) return err;
     throw fenced(err, input.id);
-  } finally {
-    client.release();
   }
-  let own: GroupRow | undefined;
-  for (const row of rows) {
-    if (row.pgt_id === input.id) own = row;
-    else hooks.memberRefreshed(row.pgt_id, toResult(row));
-  }
-  return toResult(own);
 }
 
 /**
@@ -142,19 +193,17 @@ export async function reinitOnce(pool: pg.Pool, node: string, input: RefreshInpu
 }
 
 /**
- * The machine's `refresh` and `reinit` actors, bound to a pool and a node id. `track` sees each
+ * The machine's `refresh` and `reinit` work, bound to a pool and a node id. `track` sees each
  * transaction's promise, so a stopping node can wait for the ones under way.
  */
-export function refreshActors(
+export function refreshRunners(
   pool: pg.Pool,
   node: string,
   track: (work: Promise<RefreshResult>) => Promise<RefreshResult> = (work) => work,
   hooks?: GroupHooks,
-) {
+): WorkRunners {
   return {
-    refresh: fromPromise<RefreshResult, RefreshInput>(({ input }) =>
-      track(refreshOnce(pool, node, input, hooks)),
-    ),
-    reinit: fromPromise<RefreshResult, RefreshInput>(({ input }) => track(reinitOnce(pool, node, input))),
+    refresh: (input) => track(refreshOnce(pool, node, input, hooks)),
+    reinit: (input) => track(reinitOnce(pool, node, input)),
   };
 }

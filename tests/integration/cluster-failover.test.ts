@@ -1,7 +1,7 @@
 // Three `pgtrickle node` processes keep 30 stream tables (a 3-level chain, a diamond and 24
 // others) fresh under continuous random DML while one node is SIGKILLed in the middle of a
 // refresh and another is paused with SIGSTOP past its lease TTL. Checked: the dead node's tables
-// are refreshed elsewhere within the lease TTL plus the coordinator's round and a tick, no table
+// start refreshing elsewhere within the lease TTL plus one tick (the issue's bound), no table
 // is refreshed by two nodes at once (per table, history frontiers strictly increase and fencing
 // epochs never go back), the paused node gives its tables up, and the oracle (I5) holds at
 // quiescence. Run against one NATS server and against a 3-node NATS cluster.
@@ -9,7 +9,16 @@ import { type KV, Kvm } from '@nats-io/kv';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { bucketName, type Lease, leaseKey, NatsLeaseStore } from '../../cluster/nats/index.js';
+import {
+  bucketName,
+  COORDINATOR_KEY,
+  decode,
+  type Lease,
+  leaseKey,
+  type Member,
+  memberKey,
+  NatsLeaseStore,
+} from '../../cluster/nats/index.js';
 import { type NatsServer, startNats } from '../harness/index.js';
 import { divergence, migratedDatabase, type TestDb } from '../support/db.js';
 import { logged, type NodeProcess, spawnNode } from '../support/nodes.js';
@@ -19,8 +28,19 @@ const LEASE_TTL_MS = 2_000;
 const HEARTBEAT_MS = Math.floor(LEASE_TTL_MS / 3);
 const TICK_MS = 50;
 const SCHEDULE_MS = 300;
-// Room for what a loaded 2-core machine adds: process scheduling, a refresh's own duration.
-const SLACK_MS = 2_500;
+// The issue's bound is the lease TTL plus one tick, from the kill to the start of each table's
+// first refresh elsewhere. A dead node's lease, heartbeat entry and coordinator term expire at
+// most one TTL after the kill (all are written before it), and the tick is the budget for what
+// follows: the coordinator's alarm, one statement for the epochs, the lease writes, the watch
+// reaching the new holder, its one catalog read and the refresh's first statement, five round
+// trips between three node processes, PostgreSQL and NATS (three servers in the cluster variant)
+// sharing 2 cores with the churn and the other nodes' refreshes. Measured: 10–60 ms after the
+// expiry for most tables; up to ~135 ms for the diamond join and a table whose upstream moved
+// too, which wait for that upstream's refresh (the diamond's group retries while its members'
+// own refreshes hold their locks). NOISE_MS, one more tick, allows for a process waiting for a
+// core; a kill just after a heartbeat that also catches the diamond can still exceed it.
+const NOISE_MS = TICK_MS;
+const TAKEOVER_BOUND_MS = LEASE_TTL_MS + TICK_MS + NOISE_MS;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -93,21 +113,29 @@ async function leasesNow(kv: KV): Promise<Map<string, Lease>> {
 }
 
 /**
- * Per stream table, in commit order: the frontier strictly advances and the fencing epoch never
- * goes back. Two nodes refreshing at once, or a fenced-out node committing, would break one.
+ * Per stream table, in commit order: the frontier advances and the fencing epoch never goes
+ * back. Two nodes refreshing at once, or a fenced-out node committing, would break one. A
+ * refresh takes its xid (the row lock) before the snapshot of its query, which leaves it out, so
+ * when no other transaction took an xid in between, the next refresh's snapshot has the same
+ * xmax: sequential, and no overlap. One that overlapped took its snapshot before the previous
+ * refresh committed: a smaller xmax, or the same xmax in a transaction begun before that end.
  */
 async function overlaps(db: pg.Client): Promise<unknown[]> {
   const { rows } = await db.query(`
     WITH h AS (
-      SELECT pgt_id, refresh_id, node_id, fencing_epoch,
+      SELECT pgt_id, refresh_id, node_id, fencing_epoch, action, initiated_by, start_time, end_time,
              pg_snapshot_xmax(frontier)::text::numeric AS xmax,
              lag(pg_snapshot_xmax(frontier)::text::numeric) OVER w AS prev_xmax,
-             lag(fencing_epoch) OVER w AS prev_epoch
+             lag(fencing_epoch) OVER w AS prev_epoch,
+             lag(refresh_id) OVER w AS prev_refresh_id, lag(node_id) OVER w AS prev_node_id,
+             lag(action) OVER w AS prev_action, lag(initiated_by) OVER w AS prev_initiated_by,
+             lag(start_time) OVER w AS prev_start_time, lag(end_time) OVER w AS prev_end_time
         FROM pgtrickle.pgt_refresh_history
        WHERE status = 'COMPLETED'
       WINDOW w AS (PARTITION BY pgt_id ORDER BY refresh_id))
     SELECT * FROM h
-     WHERE xmax <= prev_xmax OR fencing_epoch < prev_epoch`);
+     WHERE xmax < prev_xmax OR (xmax = prev_xmax AND start_time < prev_end_time)
+        OR fencing_epoch < prev_epoch`);
   return rows;
 }
 
@@ -207,7 +235,7 @@ function suite(name: string, natsNodes: number) {
         .toEqual([10, 10, 10]);
     }, 120_000);
 
-    it('moves the tables of a node SIGKILLed mid-refresh to the others within the lease TTL', async () => {
+    it('moves the tables of a node SIGKILLed mid-refresh to the others within the lease TTL plus one tick', async () => {
       let victim: string | undefined;
       const deadline = Date.now() + 30_000;
       while (victim === undefined && Date.now() < deadline) {
@@ -219,8 +247,20 @@ function suite(name: string, natsNodes: number) {
       killed.signal('SIGKILL');
       const killedAt = Date.now();
       await killed.exited;
-      const orphaned = [...(await leasesNow(kv))].filter(([, l]) => l.holder === killed.id).map(([id]) => id);
+      const lastBeat = await kv.get(memberKey(killed.id));
+      const memberExpiry = lastBeat
+        ? decode<Member & { v: 1 }>(lastBeat.value, 'a member', 1).expiresAt - killedAt
+        : NaN;
+      const orphans = [...(await leasesNow(kv))].filter(([, l]) => l.holder === killed.id);
+      const orphaned = orphans.map(([id]) => id);
       expect(orphaned.length).toBeGreaterThan(0);
+      // When each table became free to take: its lease's expiry or its holder's, the earlier, and
+      // not before the coordinator's term ran out if the dead node was the coordinator.
+      const term = await new NatsLeaseStore(kv).read(COORDINATOR_KEY);
+      const termExpiry = term?.holder === killed.id ? term.expiresAt - killedAt : 0;
+      const expired = new Map(
+        orphans.map(([id, l]) => [id, Math.max(termExpiry, Math.min(l.expiresAt - killedAt, memberExpiry))]),
+      );
 
       const names = await idsByName(db.admin);
       const takeover = new Map<string, number>();
@@ -247,17 +287,45 @@ function suite(name: string, natsNodes: number) {
           { timeout: 30_000, interval: 100 },
         )
         .toBe(orphaned.length);
-      const worst = Math.max(...takeover.values());
-      console.log(
-        `${name}: ${orphaned.length} tables of ${killed.id} refreshed elsewhere after ` +
-          `${Math.min(...takeover.values())}–${worst} ms, started after ` +
-          `${Math.min(...started.values())}–${Math.max(...started.values())} ms (lease TTL ${LEASE_TTL_MS} ms, ` +
-          `coordinator round ${HEARTBEAT_MS} ms, tick ${TICK_MS} ms, schedule ${SCHEDULE_MS} ms)`,
+      const worst = Math.max(...started.values());
+      // Where the time went, per table: the grant (coordinator), the new holder taking the lease.
+      const afterKill = [...nodes.values()].flatMap((n) =>
+        n.logs
+          .filter((l) => Number(l.time) >= killedAt)
+          .map((l): Record<string, unknown> => ({ ...l, by: n.id })),
       );
-      expect(
-        worst,
-        [...takeover].map(([id, ms]) => `${names.get(id)}: ${ms} ms`).join(', '),
-      ).toBeLessThanOrEqual(LEASE_TTL_MS + HEARTBEAT_MS + TICK_MS + SCHEDULE_MS + SLACK_MS);
+      const firstLog = (msg: string, id: string) => {
+        const first = afterKill
+          .filter((l) => l.msg === msg && (l.st === id || l.id === id))
+          .sort((a, b) => Number(a.time) - Number(b.time))[0];
+        return first === undefined
+          ? '?'
+          : `${Number(first.time) - killedAt} (${String(first.to ?? first.by)})`;
+      };
+      const timeline = orphaned
+        .map(
+          (id) =>
+            `${names.get(id)}: free ${expired.get(id)}, granted ${firstLog('lease granted', id)}, ` +
+            `taken ${firstLog('stream table taken', id)}, started ${started.get(id)}, committed ${takeover.get(id)}`,
+        )
+        .join('; ');
+      const afterFree = orphaned.map((id) => (started.get(id) ?? 0) - (expired.get(id) ?? 0));
+      const ratio = (ms: number) => (ms / LEASE_TTL_MS).toFixed(3);
+      console.log(
+        `${name}: ${orphaned.length} tables of ${killed.id} started refreshing elsewhere after ` +
+          `${Math.min(...started.values())}–${worst} ms = ${ratio(Math.min(...started.values()))}–${ratio(worst)} × TTL ` +
+          `(bound ${TAKEOVER_BOUND_MS} ms: TTL ${LEASE_TTL_MS} + tick ${TICK_MS} + noise ${NOISE_MS}), ` +
+          `${Math.min(...afterFree)}–${Math.max(...afterFree)} ms after their lease or heartbeat expired; ` +
+          `committed after ${Math.min(...takeover.values())}–${Math.max(...takeover.values())} ms; ` +
+          `its heartbeat expired ${memberExpiry} ms after the kill` +
+          (termExpiry > 0 ? `, its term as coordinator ${termExpiry} ms after` : '') +
+          `\n(ms after the kill) ${timeline}`,
+      );
+      // On failure, what the survivors logged above info meanwhile says where the time went.
+      const troubles = afterKill
+        .filter((l) => Number(l.level) > 30)
+        .map((l) => `${l.by} +${Number(l.time) - killedAt} ${String(l.msg)} ${String(l.st ?? '')}`);
+      expect(worst, `${timeline}\n${troubles.join('\n')}`).toBeLessThanOrEqual(TAKEOVER_BOUND_MS);
       nodes.delete(killed.id);
       expect(await overlaps(db.admin)).toEqual([]);
     }, 90_000);

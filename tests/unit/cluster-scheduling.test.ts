@@ -1,11 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { createActor, fromPromise } from 'xstate';
-import {
-  type RefreshInput,
-  type RefreshResult,
-  type StreamTableInput,
-  streamTableMachine,
-} from '../../actors/stream-table/index.js';
+import { createActor } from 'xstate';
+import { type RefreshResult, type StreamTableInput, withWork } from '../../actors/stream-table/index.js';
 import { candidates, dispatch, type StreamTableActor } from '../../cluster/node/dispatch.js';
 import { DueQueue } from '../../cluster/node/due-queue.js';
 import { place } from '../../cluster/node/placement.js';
@@ -78,14 +73,12 @@ describe('dispatch', () => {
     let clock = T0;
     const now = () => clock;
     const refreshed: string[] = [];
-    const machine = streamTableMachine.provide({
-      actors: {
-        refresh: fromPromise<RefreshResult, RefreshInput>(async ({ input }) => {
-          refreshed.push(input.id);
-          return done;
-        }),
-        reinit: fromPromise<RefreshResult, RefreshInput>(async () => done),
+    const machine = withWork({
+      refresh: async (input) => {
+        refreshed.push(input.id);
+        return done;
       },
+      reinit: async () => done,
     });
     const queue = new DueQueue();
     const actors = new Map<string, { actor: StreamTableActor }>();

@@ -1,7 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { createActor, fromPromise, SimulatedClock } from 'xstate';
+import { createActor, SimulatedClock } from 'xstate';
 import {
-  ActorNotProvided,
   dueAt,
   type RefreshInput,
   type RefreshResult,
@@ -9,6 +8,8 @@ import {
   type StreamTableEmitted,
   type StreamTableInput,
   streamTableMachine,
+  WorkNotProvided,
+  withWork,
 } from '../../actors/stream-table/index.js';
 
 const T0 = Date.parse('2024-01-01T00:00:00Z');
@@ -42,40 +43,36 @@ const SECOND_DELAY = 1_500;
 
 interface Call {
   readonly input: RefreshInput;
-  readonly signal: AbortSignal;
   succeed(result: RefreshResult): Promise<void>;
   fail(error: unknown): Promise<void>;
 }
 
-// A refresh (or reinit) actor the test finishes by hand, one call at a time.
+// A refresh (or reinit) run the test finishes by hand, one call at a time.
 function scripted() {
   const calls: Call[] = [];
-  const logic = fromPromise<RefreshResult, RefreshInput>(
-    ({ input, signal }) =>
-      new Promise((resolve, reject) => {
-        calls.push({
-          input,
-          signal,
-          succeed: (result) => {
-            resolve(result);
-            return settle();
-          },
-          fail: (error) => {
-            reject(error);
-            return settle();
-          },
-        });
-      }),
-  );
+  const run = (input: RefreshInput) =>
+    new Promise<RefreshResult>((resolve, reject) => {
+      calls.push({
+        input,
+        succeed: (result) => {
+          resolve(result);
+          return settle();
+        },
+        fail: (error) => {
+          reject(error);
+          return settle();
+        },
+      });
+    });
   const last = (): Call => {
     const call = calls.at(-1);
     if (call === undefined) throw new Error('no call was made');
     return call;
   };
-  return { logic, calls, last };
+  return { run, calls, last };
 }
 
-// Promise actors report through microtasks; one macrotask later every report has landed.
+// Runs report through microtasks; one macrotask later every report has landed.
 function settle(): Promise<void> {
   return new Promise((resolve) => setImmediate(resolve));
 }
@@ -85,9 +82,7 @@ function start(input: Partial<StreamTableInput> = {}, provide = true) {
   clock.set(T0);
   const refresh = scripted();
   const reinit = scripted();
-  const machine = provide
-    ? streamTableMachine.provide({ actors: { refresh: refresh.logic, reinit: reinit.logic } })
-    : streamTableMachine;
+  const machine = provide ? withWork({ refresh: refresh.run, reinit: reinit.run }) : streamTableMachine;
   const actor = createActor(machine, {
     clock,
     input: { ...BASE, now: () => clock.now(), random: () => 0.5, ...input },
@@ -185,11 +180,43 @@ describe('stream-table machine: refreshing', () => {
     expect(st.state()).toBe('refreshing');
   });
 
-  it('takes a refresh skipped for a held lock as served, without counting it', async () => {
+  it('takes a first fill skipped for a held lock as served, without counting it', async () => {
     const st = start({ consecutiveFailures: 2, populated: false, lastRefreshAt: undefined });
     await st.refresh.last().succeed({ action: 'SKIPPED' });
     expect(st.state()).toBe('idle');
     expect(st.context()).toMatchObject({ lastRefreshAt: T0, consecutiveFailures: 2, populated: false });
+  });
+
+  it('takes a refresh skipped for a lock held elsewhere as served, without counting it', async () => {
+    const st = start();
+    st.beDueWithChanges();
+    await st.refresh.last().succeed({ action: 'SKIPPED', busy: true });
+    expect(st.context()).toMatchObject({ lastRefreshAt: T0 + INTERVAL, consecutiveFailures: 0 });
+    st.actor.send({ type: 'UPSTREAM_REFRESHED' });
+    expect(st.state()).toBe('idle');
+  });
+
+  it('stays due after a refresh that found nothing new, and refreshes on the next news of changes', async () => {
+    const st = start();
+    st.beDueWithChanges();
+    await st.refresh.last().succeed({ action: 'SKIPPED' });
+    expect(st.state()).toBe('idle');
+    expect(st.context()).toMatchObject({ lastRefreshAt: T0, workPending: false });
+    st.actor.send({ type: 'DUE' });
+    expect(st.state()).toBe('idle');
+    st.actor.send({ type: 'UPSTREAM_REFRESHED' });
+    expect(st.state()).toBe('refreshing');
+    expect(st.refresh.calls).toHaveLength(2);
+  });
+
+  it('refreshes a taken-over stream table as soon as it is due, without news of changes', () => {
+    const st = start({ workPending: true, lastRefreshAt: T0 - INTERVAL });
+    expect(st.state()).toBe('refreshing');
+    const later = start({ workPending: true });
+    expect(later.state()).toBe('idle');
+    later.clock.increment(INTERVAL);
+    later.actor.send({ type: 'DUE' });
+    expect(later.state()).toBe('refreshing');
   });
 
   it('doubles the interval after three late cycles and resets when on time', async () => {
@@ -264,11 +291,11 @@ describe('stream-table machine: failures and backoff', () => {
     expect(st.context().consecutiveFailures).toBe(0);
   });
 
-  it('fails with ActorNotProvided when no refresh actor was given', async () => {
+  it('fails with WorkNotProvided when no refresh run was given', async () => {
     const st = start({ populated: false, lastRefreshAt: undefined }, false);
     await settle();
     expect(st.state()).toBe('backoff');
-    expect(st.emitted[0]).toMatchObject({ type: 'failed', error: expect.any(ActorNotProvided) });
+    expect(st.emitted[0]).toMatchObject({ type: 'failed', error: expect.any(WorkNotProvided) });
   });
 });
 
@@ -377,14 +404,16 @@ describe('stream-table machine: suspension', () => {
 });
 
 describe('stream-table machine: giving the stream table up', () => {
-  it('releases it on LEASE_LOST and aborts the refresh under way', () => {
+  it('releases it on LEASE_LOST during a refresh, and ignores that refresh when it reports', async () => {
     const st = start();
     st.beDueWithChanges();
     const call = st.refresh.last();
     st.actor.send({ type: 'LEASE_LOST' });
     expect(st.state()).toBe('released');
     expect(st.actor.getSnapshot().status).toBe('done');
-    expect(call.signal.aborted).toBe(true);
+    await call.succeed(DIFFERENTIAL);
+    expect(st.state()).toBe('released');
+    expect(st.emitted).toEqual([]);
   });
 
   it('releases it on LEASE_LOST from idle, backoff and suspended alike', async () => {

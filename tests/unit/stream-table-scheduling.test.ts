@@ -74,7 +74,7 @@ describe('wasLate', () => {
 });
 
 describe('afterSuccess', () => {
-  const st = { schedule: tenSeconds, pace: { lateCycles: 2, slowdown: 1 } };
+  const st = { schedule: tenSeconds, pace: { lateCycles: 2, slowdown: 1 }, populated: true };
 
   it('counts the refresh from its start, resets failures and advances the pace', () => {
     const { update, late } = afterSuccess(st, 'refresh', differential, 1_000, 12_000, auto);
@@ -93,9 +93,22 @@ describe('afterSuccess', () => {
   });
 
   it('only moves the last refresh time when another session held the lock', () => {
-    const { update, late } = afterSuccess(st, 'refresh', { action: 'SKIPPED' }, 1_000, 60_000, auto);
+    const busy = { action: 'SKIPPED', busy: true } as const;
+    const { update, late } = afterSuccess(st, 'refresh', busy, 1_000, 60_000, auto);
     expect(update).toEqual({ lastRefreshAt: 1_000 });
     expect(late).toBe(false);
+  });
+
+  it('changes nothing when the refresh committed nothing else (nothing new, a group not locked)', () => {
+    const { update, late } = afterSuccess(st, 'refresh', { action: 'SKIPPED' }, 1_000, 60_000, auto);
+    expect(update).toEqual({});
+    expect(late).toBe(false);
+  });
+
+  it('counts a skipped first fill as the slot served, so that it does not retry at once', () => {
+    const empty = { ...st, populated: false };
+    const { update } = afterSuccess(empty, 'refresh', { action: 'SKIPPED' }, 1_000, 60_000, auto);
+    expect(update).toEqual({ lastRefreshAt: 1_000 });
   });
 });
 
