@@ -38,6 +38,7 @@ AUTO) refreshed side by side after the same changes, and writes a markdown repor
   --nexmark-events N     Nexmark events loaded (default 200000)
   --nexmark-batch N      new Nexmark events per batch, plus a tenth updated and deleted (default 2000)
   --nexmark-cycles N     Nexmark batches (default 3)
+  --queries LIST         only these TPC-H and Nexmark query ids (default all), e.g. q05,q09
   --timeout SECONDS      limit per refresh; a query over it is reported and dropped (default 60)
   --no-check             skip the oracle (I5) on every DIFFERENTIAL stream table after the last cycle
   --help                 this text
@@ -67,6 +68,8 @@ interface Options {
   nexmarkBatch: number;
   nexmarkCycles: number;
   timeoutMs: number;
+  /** Query ids to run; undefined for all. */
+  queries: Set<string> | undefined;
   check: boolean;
 }
 
@@ -84,6 +87,7 @@ function options(): Options | undefined {
       'nexmark-batch': { type: 'string', default: '2000' },
       'nexmark-cycles': { type: 'string', default: '3' },
       timeout: { type: 'string', default: '60' },
+      queries: { type: 'string' },
       'no-check': { type: 'boolean', default: false },
       help: { type: 'boolean', default: false },
     },
@@ -108,6 +112,7 @@ function options(): Options | undefined {
     nexmarkBatch: one(values['nexmark-batch']),
     nexmarkCycles: one(values['nexmark-cycles']),
     timeoutMs: one(values.timeout) * 1000,
+    queries: values.queries ? new Set(values.queries.split(',')) : undefined,
     check: !values['no-check'],
   };
 }
@@ -117,6 +122,11 @@ function progress(section: string): (id: string, s: Sample) => void {
     console.log(
       `${section} ${id.padEnd(7)} FULL ${s.fullMs.toFixed(1).padStart(9)} ms  DIFF ${s.diffMs.toFixed(1).padStart(9)} ms  ${formatRatio(s.fullMs / s.diffMs).padStart(7)}  ${s.diffAction}`,
     );
+}
+
+function chosen<Q extends { id: string }>(queries: readonly Q[], o: Options): readonly Q[] {
+  const wanted = o.queries;
+  return wanted ? queries.filter((q) => wanted.has(q.id)) : queries;
 }
 
 /** A fresh migrated database on `server` for one workload, dropped afterwards. */
@@ -136,7 +146,7 @@ async function withDatabase<T>(server: PgServer, fn: (client: pg.Client) => Prom
 function runTpch(server: PgServer, sf: number, o: Options): Promise<PairResult[]> {
   return withDatabase(server, async (client) => {
     const state = await loadTpch(client, { sf, seed: TPCH_SEED });
-    return sideBySide(client, tpchQueries(sf), () => changeCycle(client, state, o.change), {
+    return sideBySide(client, chosen(tpchQueries(sf), o), () => changeCycle(client, state, o.change), {
       cycles: o.tpchCycles,
       timeoutMs: o.timeoutMs,
       check: o.check,
@@ -148,7 +158,7 @@ function runTpch(server: PgServer, sf: number, o: Options): Promise<PairResult[]
 function runNexmark(server: PgServer, o: Options): Promise<PairResult[]> {
   return withDatabase(server, async (client) => {
     const state = await loadNexmark(client, { events: o.nexmarkEvents, seed: NEXMARK_SEED });
-    return sideBySide(client, nexmarkQueries, () => changeBatch(client, state, o.nexmarkBatch), {
+    return sideBySide(client, chosen(nexmarkQueries, o), () => changeBatch(client, state, o.nexmarkBatch), {
       cycles: o.nexmarkCycles,
       timeoutMs: o.timeoutMs,
       check: o.check,

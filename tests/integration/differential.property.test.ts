@@ -3,7 +3,8 @@
 // (I5) after every refresh. Failing seeds are kept in REGRESSIONS and replayed first.
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { divergence, lastAction, makeDifferential, migratedDatabase, type TestDb } from '../support/db.js';
+import { makeDifferential, migratedDatabase, type TestDb } from '../support/db.js';
+import { assertStaysEqual } from '../support/property.js';
 
 const SHAPES: Record<string, string> = {
   scan_filter_project: 'SELECT a.id, a.v * 2 AS v2, upper(a.note) AS note FROM a WHERE a.v > 5',
@@ -198,32 +199,7 @@ describe.each([
     const outcome = await makeDifferential(sql, name);
     expect(outcome.mode, outcome.mode === 'FULL' ? outcome.reason : '').toBe('DIFFERENTIAL');
 
-    const batches = fc.tuple(
-      fc.array(opArb, { minLength: 10, maxLength: 25 }),
-      fc.array(fc.array(opArb, { minLength: 1, maxLength: 12 }), { minLength: 1, maxLength: 4 }),
-    );
-    const property = fc.asyncProperty(batches, async ([initial, changes]) => {
-      await sql.query('TRUNCATE a, b, k');
-      for (const o of initial) await sql.query(...statement(o));
-      await sql.query('SELECT pgtrickle.refresh_stream_table($1)', [name]);
-      for (const batch of changes) {
-        await sql.query('BEGIN');
-        for (const o of batch) await sql.query(...statement(o));
-        await sql.query('COMMIT');
-        const { rows } = await sql.query(
-          'SELECT pgtrickle._refresh(pgtrickle._resolve($1), NULL, $2) AS id',
-          [name, 'MANUAL'],
-        );
-        // A batch that changed nothing is skipped; any other is applied as a delta unless it truncated.
-        const truncated = batch.some((o) => o.op === 'truncate');
-        if (rows[0]?.id !== null && !truncated) expect(await lastAction(sql, name)).toBe('DIFFERENTIAL');
-        expect(await divergence(sql, name), JSON.stringify(batch)).toBe(0);
-      }
-    });
-    for (const regression of REGRESSIONS[name] ?? []) {
-      await fc.assert(property, { ...regression, endOnFailure: true });
-    }
-    await fc.assert(property, { numRuns: Number(process.env.PGTRICKLE_PROPERTY_RUNS ?? 25) });
+    await assertStaysEqual(sql, name, { ops: opArb, statement, tables: ['a', 'b', 'k'] }, REGRESSIONS[name]);
     await sql.query('SELECT pgtrickle.drop_stream_table($1)', [name]);
   });
 });
