@@ -96,6 +96,7 @@ export async function refreshMatrix(options: {
   try {
     const { migrate } = await import('../sql/migrate.js');
     await migrate(client);
+    await client.query('SET pgtrickle.auto_cost_fallback = off');
     for (const rows of options.sizes) {
       for (const [scenario, query] of Object.entries(SCENARIOS)) {
         await load(client, rows);

@@ -1,4 +1,5 @@
--- 0008: refresh speed. Cached delta plans, and room for in-place updates on storage pages.
+-- 0008: refresh speed. Cached delta plans, room for in-place updates on storage pages, and AUTO
+-- choosing a full recompute where the delta has been much slower.
 --
 -- A delta statement joins many relations; PostgreSQL took longer to
 -- plan it (up to a few hundred ms for TPC-H Q8) than to run it, on every refresh, because
@@ -75,6 +76,47 @@ CREATE TRIGGER pgt_plans_function
 
 SELECT pgtrickle._install_delta_function(p.pgt_id) FROM pgtrickle.pgt_plans p;
 
+-- What the last refreshes of each kind cost, for AUTO to choose between them (see _refresh).
+ALTER TABLE pgtrickle.pgt_stream_tables
+  ADD COLUMN last_differential_ms float8,
+  ADD COLUMN last_full_ms float8,
+  ADD COLUMN full_since_differential integer NOT NULL DEFAULT 0;
+
+-- Whether an AUTO stream table should recompute in full although it has a differential plan:
+-- its last differential refresh took more than twice its last full one, which took at least
+-- 50 ms (below that neither matters), and fewer than 8 full refreshes have run since, so that
+-- every 8th refresh tries the delta again (the changes, and so its cost, come and go).
+-- pgtrickle.auto_cost_fallback = off turns the choice off.
+CREATE FUNCTION pgtrickle._full_is_cheaper(p_id bigint)
+RETURNS boolean
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+  SELECT coalesce(coalesce(nullif(current_setting('pgtrickle.auto_cost_fallback', true), '')::boolean, true)
+                  AND s.last_full_ms >= 50
+                  AND s.last_differential_ms > 2 * s.last_full_ms
+                  AND s.full_since_differential < 8, false)
+    FROM pgtrickle.pgt_stream_tables s WHERE s.pgt_id = p_id
+$fn$;
+
+-- Records what a refresh cost, from _refresh, for _full_is_cheaper.
+CREATE FUNCTION pgtrickle._record_refresh_cost(p_id bigint, p_action text, p_ms float8)
+RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+  PERFORM pgtrickle._assert_owner(p_id);
+  UPDATE pgtrickle.pgt_stream_tables s
+     SET last_differential_ms = CASE WHEN p_action = 'DIFFERENTIAL' THEN p_ms ELSE s.last_differential_ms END,
+         last_full_ms = CASE WHEN p_action IN ('FULL', 'REINITIALIZE') THEN p_ms ELSE s.last_full_ms END,
+         full_since_differential = CASE WHEN p_action = 'DIFFERENTIAL' THEN 0 ELSE s.full_since_differential + 1 END
+   WHERE s.pgt_id = p_id;
+END
+$fn$;
+
+-- One refresh, as in 0003, with its delta from the generated function, and in AUTO mode a full
+-- recompute instead where the delta has lately cost more than twice as much (_full_is_cheaper).
 CREATE OR REPLACE FUNCTION pgtrickle._refresh(p_id bigint, p_epoch bigint, p_initiated_by text)
 RETURNS bigint
 LANGUAGE plpgsql
@@ -91,6 +133,7 @@ DECLARE
   v_snapshot pg_snapshot;
   v_truncated boolean;
   v_consumed bigint;
+  v_cheaper boolean;
 BEGIN
   SELECT * INTO r FROM pgtrickle._refresh_begin(p_id, p_epoch);
   IF NOT FOUND THEN
@@ -109,8 +152,14 @@ BEGIN
   -- Delta statements are large but touch few rows: JIT compiling them can cost more than running them.
   PERFORM set_config('jit', 'off', true);
 
+  v_cheaper := r.delta_sql IS NOT NULL AND r.refresh_mode = 'AUTO' AND NOT r.needs_reinit
+               AND pgtrickle._full_is_cheaper(p_id);
+  IF v_cheaper THEN
+    RAISE NOTICE 'refresh of "%" recomputes in full: its last differential refresh took more than twice as long', r.rel_name
+      USING HINT = 'Every 8th refresh tries the delta again; SET pgtrickle.auto_cost_fallback = off to always use it.';
+  END IF;
   IF r.delta_sql IS NOT NULL AND r.refresh_mode <> 'FULL' AND NOT r.needs_reinit AND r.frontier IS NOT NULL
-     AND NOT pgtrickle._too_many_changes(p_id, r.frontier) THEN
+     AND NOT v_cheaper AND NOT pgtrickle._too_many_changes(p_id, r.frontier) THEN
     EXECUTE format('SELECT * FROM pgtrickle_delta.%I($1, $2)', 'st_' || p_id)
       INTO v_snapshot, v_inserted, v_deleted, v_truncated, v_consumed
       USING r.frontier, r.frontier_xid;
@@ -134,6 +183,7 @@ BEGIN
 
   PERFORM set_config('role', v_role, true);
   PERFORM set_config('jit', v_jit, true);
+  PERFORM pgtrickle._record_refresh_cost(p_id, v_action, extract(epoch FROM clock_timestamp() - v_start) * 1000);
   RETURN pgtrickle._refresh_end(p_id, v_snapshot, v_action, v_inserted, v_deleted, p_initiated_by, v_start, v_consumed);
 END
 $fn$;

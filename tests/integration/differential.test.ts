@@ -256,4 +256,42 @@ describe('differential refresh', () => {
     );
     expect(rows).toEqual([{ gone: true }]);
   });
+  it('recomputes an AUTO stream table in full while its delta costs more than twice as much, trying the delta every 8th time', async () => {
+    await db.admin.query(`CREATE TABLE ac_src (id int PRIMARY KEY, v int); INSERT INTO ac_src VALUES (1, 1)`);
+    await create('auto_cost', 'SELECT ac_src.id, ac_src.v FROM ac_src');
+    await step('auto_cost', 'UPDATE ac_src SET v = v + 1');
+    const slowDelta = () =>
+      db.admin.query(
+        `UPDATE pgtrickle.pgt_stream_tables SET last_differential_ms = 500, last_full_ms = 100, full_since_differential = 0
+          WHERE pgt_name = 'auto_cost'`,
+      );
+    await slowDelta();
+    const actions: string[] = [];
+    for (let i = 0; i < 9; i++) {
+      await db.admin.query('UPDATE ac_src SET v = v + 1');
+      const { notices: said } = await notices(db.admin, () => refresh('auto_cost'));
+      actions.push((await lastAction(db.admin, 'auto_cost')) ?? '');
+      if (i === 0)
+        expect(said).toContain(
+          'refresh of "auto_cost" recomputes in full: its last differential refresh took more than twice as long',
+        );
+      // A real full refresh of one row is far under 50 ms: keep the recorded cost high.
+      await db.admin.query(
+        `UPDATE pgtrickle.pgt_stream_tables SET last_full_ms = 100 WHERE pgt_name = 'auto_cost'`,
+      );
+      expect(await divergence(db.admin, 'auto_cost')).toBe(0);
+    }
+    expect(actions).toEqual([...Array(8).fill('FULL'), 'DIFFERENTIAL']);
+
+    await slowDelta();
+    await db.admin.query('SET pgtrickle.auto_cost_fallback = off');
+    try {
+      await step('auto_cost', 'UPDATE ac_src SET v = v + 1');
+    } finally {
+      await db.admin.query('RESET pgtrickle.auto_cost_fallback');
+    }
+    await db.admin.query(`SELECT pgtrickle.alter_stream_table('auto_cost', refresh_mode => 'DIFFERENTIAL')`);
+    await slowDelta();
+    await step('auto_cost', 'UPDATE ac_src SET v = v + 1');
+  });
 });
