@@ -1,28 +1,22 @@
 // Upgrading a catalog that already holds differential stream tables: migration 0008 moves their
 // delta statements into generated functions, and their next refreshes apply deltas through them.
-import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { planStreamTable } from '../../cluster/planner/install.js';
-import { loadMigrations, migrate } from '../../sql/migrate.js';
-import { freshDatabase } from '../harness/index.js';
-import { divergence, lastAction } from '../support/db.js';
+import { migrate } from '../../sql/migrate.js';
+import { divergence, lastAction, migratedDatabase, type TestDb } from '../support/db.js';
 
 describe('upgrading to cached delta plans (0008)', () => {
-  let db: Awaited<ReturnType<typeof freshDatabase>>;
-  let client: pg.Client;
+  let db: TestDb;
 
   beforeAll(async () => {
-    db = await freshDatabase();
-    client = new pg.Client({ connectionString: db.url });
-    await client.connect();
+    db = await migratedDatabase({ upTo: 7 });
   });
   afterAll(async () => {
-    await client?.end();
     await db?.drop();
   });
 
   it('gives a plan installed before it a function, and refreshes it differentially after', async () => {
-    await migrate(client, { migrations: loadMigrations().filter((m) => m.version <= 7) });
+    const client = db.admin;
     await client.query(`CREATE TABLE up_src (id int PRIMARY KEY, g int, v int);
       INSERT INTO up_src SELECT i, i % 3, i FROM generate_series(1, 20) i`);
     await client.query(

@@ -1,7 +1,7 @@
 // A migrated throwaway database per test file, the oracle (I5) and catalog inspection helpers.
 import pg from 'pg';
 import { type PlanOutcome, planStreamTable } from '../../cluster/planner/install.js';
-import { migrate } from '../../sql/migrate.js';
+import { loadMigrations, migrate } from '../../sql/migrate.js';
 import { freshDatabase } from '../harness/index.js';
 
 export interface TestDb {
@@ -12,7 +12,8 @@ export interface TestDb {
   drop(): Promise<void>;
 }
 
-export async function migratedDatabase(): Promise<TestDb> {
+/** `upTo` stops at that migration, for a catalog of an earlier release. */
+export async function migratedDatabase(options: { upTo?: number } = {}): Promise<TestDb> {
   const db = await freshDatabase();
   const clients: pg.Client[] = [];
   const connect = async () => {
@@ -22,7 +23,11 @@ export async function migratedDatabase(): Promise<TestDb> {
     return client;
   };
   const admin = await connect();
-  await migrate(admin);
+  const { upTo } = options;
+  await migrate(
+    admin,
+    upTo === undefined ? {} : { migrations: loadMigrations().filter((m) => m.version <= upTo) },
+  );
   return {
     url: db.url,
     admin,
