@@ -1,5 +1,5 @@
--- 0008: refresh speed. Cached delta plans, room for in-place updates on storage pages, and AUTO
--- choosing a full recompute where the delta has been much slower.
+-- 0008: refresh speed. Cached delta plans, room for in-place updates on storage pages, and, when
+-- asked for, AUTO choosing a full recompute where the delta has been much slower.
 --
 -- A delta statement joins many relations; PostgreSQL took longer to
 -- plan it (up to a few hundred ms for TPC-H Q8) than to run it, on every refresh, because
@@ -86,13 +86,14 @@ ALTER TABLE pgtrickle.pgt_stream_tables
 -- its last differential refresh took more than twice its last full one, which took at least
 -- 50 ms (below that neither matters), and fewer than 8 full refreshes have run since, so that
 -- every 8th refresh tries the delta again (the changes, and so its cost, come and go).
--- pgtrickle.auto_cost_fallback = off turns the choice off.
+-- Off unless pgtrickle.auto_cost_fallback = on: with it on, the cluster failover test twice in
+-- 18 runs left a stream table of a chain unrefreshed at quiescence, for a reason not yet found.
 CREATE FUNCTION pgtrickle._full_is_cheaper(p_id bigint)
 RETURNS boolean
 LANGUAGE sql STABLE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $fn$
-  SELECT coalesce(coalesce(nullif(current_setting('pgtrickle.auto_cost_fallback', true), '')::boolean, true)
+  SELECT coalesce(coalesce(nullif(current_setting('pgtrickle.auto_cost_fallback', true), '')::boolean, false)
                   AND s.last_full_ms >= 50
                   AND s.last_differential_ms > 2 * s.last_full_ms
                   AND s.full_since_differential < 8, false)
@@ -156,7 +157,7 @@ BEGIN
                AND pgtrickle._full_is_cheaper(p_id);
   IF v_cheaper THEN
     RAISE NOTICE 'refresh of "%" recomputes in full: its last differential refresh took more than twice as long', r.rel_name
-      USING HINT = 'Every 8th refresh tries the delta again; SET pgtrickle.auto_cost_fallback = off to always use it.';
+      USING HINT = 'Every 8th refresh tries the delta again; pgtrickle.auto_cost_fallback = off always uses it.';
   END IF;
   IF r.delta_sql IS NOT NULL AND r.refresh_mode <> 'FULL' AND NOT r.needs_reinit AND r.frontier IS NOT NULL
      AND NOT v_cheaper AND NOT pgtrickle._too_many_changes(p_id, r.frontier) THEN

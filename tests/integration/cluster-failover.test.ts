@@ -423,12 +423,30 @@ function suite(name: string, natsNodes: number) {
       expect(await overlaps(db.admin)).toEqual([]);
     }, 60_000);
 
+    // What a stream table that would not converge last did, for the failure message.
+    const lastOf = async (st: string) => {
+      const { rows } = await db.admin.query(
+        `SELECT s.status, s.fencing_epoch, s.needs_reinit, h.action, h.status AS outcome, h.node_id, h.error_message
+           FROM pgtrickle.pgt_stream_tables s
+           LEFT JOIN LATERAL (SELECT * FROM pgtrickle.pgt_refresh_history r WHERE r.pgt_id = s.pgt_id
+                               ORDER BY r.refresh_id DESC LIMIT 3) h ON true
+          WHERE s.pgt_name = $1`,
+        [st],
+      );
+      return `${st}: ${JSON.stringify(rows)}`;
+    };
+
     it('holds the oracle for every stream table at quiescence', async () => {
       const statements = await dml?.stop();
       dml = undefined;
       expect(statements).toBeGreaterThan(20);
       for (const [st] of definitions) {
-        await expect.poll(() => divergence(db.admin, st), { timeout: 30_000, interval: 200 }).toBe(0);
+        try {
+          await expect.poll(() => divergence(db.admin, st), { timeout: 30_000, interval: 200 }).toBe(0);
+        } catch (err) {
+          console.log(`did not converge: ${await lastOf(st)}`);
+          throw err;
+        }
       }
       const { rows } = await db.admin.query(
         "SELECT pgt_name, status FROM pgtrickle.pgt_stream_tables WHERE status <> 'ACTIVE'",
