@@ -51,6 +51,14 @@ export function and(parts: (Node | undefined)[]): Node | undefined {
   return { BoolExpr: { boolop: 'AND_EXPR', args } };
 }
 
+/** The operands of a top-level AND, flattened; a single condition is its own only conjunct. */
+export function conjuncts(node: Node | undefined): Node[] {
+  if (!node) return [];
+  if ('BoolExpr' in node && node.BoolExpr.boolop === 'AND_EXPR')
+    return (node.BoolExpr.args ?? []).flatMap(conjuncts);
+  return [node];
+}
+
 /** Every node of a tree, depth first, with the key it was found under. */
 export function* walk(node: unknown, key = ''): Generator<{ key: string; node: Record<string, unknown> }> {
   if (Array.isArray(node)) {

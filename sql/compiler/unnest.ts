@@ -6,6 +6,7 @@
 import {
   and,
   clone,
+  conjuncts,
   deparse,
   expr,
   type Node,
@@ -478,13 +479,6 @@ function columnRef(node: unknown): (string | undefined)[] | undefined {
   if (!ref) return undefined;
   if (ref.fields?.some((f) => 'A_Star' in f)) return undefined;
   return (ref.fields ?? []).map((f) => stringValue(f));
-}
-
-function conjuncts(node: Node | undefined): Node[] {
-  if (!node) return [];
-  if ('BoolExpr' in node && node.BoolExpr.boolop === 'AND_EXPR')
-    return (node.BoolExpr.args ?? []).flatMap(conjuncts);
-  return [node];
 }
 
 function notOf(node: Node): Node | undefined {

@@ -6,7 +6,16 @@
 
 import { unreachable } from '../../../shared/unreachable.js';
 import type { FromItem } from '../analyze.js';
-import { deparse, type Node, parseStatements, type SelectStmt, selectOf, stringValue, walk } from '../ast.js';
+import {
+  conjuncts,
+  deparse,
+  type Node,
+  parseStatements,
+  type SelectStmt,
+  selectOf,
+  stringValue,
+  walk,
+} from '../ast.js';
 
 /** For each FROM item that is a grouped subquery, the WHERE equalities that can probe it. */
 export function probeQuals(items: FromItem[], where: Node | undefined): Map<number, Node[]> {
@@ -64,13 +73,6 @@ function aliasesOf(item: FromItem): string[] {
     default:
       return unreachable(item);
   }
-}
-
-function conjuncts(node: Node | undefined): Node[] {
-  if (!node) return [];
-  if ('BoolExpr' in node && node.BoolExpr.boolop === 'AND_EXPR')
-    return (node.BoolExpr.args ?? []).flatMap(conjuncts);
-  return [node];
 }
 
 function equality(node: Node): readonly [Node, Node] | undefined {
