@@ -90,9 +90,8 @@ function keyedApply(storage: string, cols: string[], keys: string[]): Apply {
       // −1 (its old one). No CTE is joined to another: each row finds its place in the stream
       // table by one index probe, in key order so that consecutive probes share index pages
       // (and, for a table loaded in key order, heap pages), and keys that disappear come from a
-      // hashed EXCEPT. Rows are
-      // updated and deleted through TID arrays, which bound the scan of the stream table however
-      // many rows PostgreSQL expects from the delta.
+      // hashed EXCEPT. Rows are updated and deleted through TID arrays, which bound the scan of
+      // the stream table however many rows PostgreSQL expects from the delta.
       [
         '__pgt_new',
         `SELECT n.*, t.tid FROM (SELECT * FROM __pgt_net o WHERE o.__pgt_w > 0 ORDER BY ${keyList('o')}) n

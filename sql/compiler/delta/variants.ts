@@ -87,27 +87,29 @@ export function combine<A, B, C>(
   if (aOld || bOld) {
     // ΔA⋈B_old + A_now⋈ΔB, or symmetrically ΔA⋈B_now + A_old⋈ΔB when only A has an old state.
     const leftOld = oldOn === 'left' ? Boolean(aOld) && b.deltas.length > 0 : !bOld;
-    const then = <X>(side: Side<X>, now: Weighted<X>, used: boolean, v: Variant<unknown>): Term<X>[] =>
-      !used ? [now] : previous(side, now, (v.splits ?? 0) < MAX_SPLITS);
-    const joined = <V extends Variant<unknown>>(v: V, terms: Term<unknown>[]) =>
-      terms.map((t) => ({
+    // A delta joined to the other side's terms: one variant per term, each under both guards.
+    const across = <X>(
+      v: Variant<unknown>,
+      side: Side<X>,
+      now: Weighted<X>,
+      then: boolean,
+      node: (t: Term<X>) => Weighted<C>,
+    ): Variant<C>[] => {
+      const terms: Term<X>[] = then ? previous(side, now, (v.splits ?? 0) < MAX_SPLITS) : [now];
+      const splits = (v.splits ?? 0) + (terms.length > 1 ? 1 : 0);
+      return terms.map((t) => ({
+        ...v,
+        ...node(t),
         guard: t.guard ? allOf([v.guard, t.guard]) : v.guard,
-        splits: (v.splits ?? 0) + (terms.length > 1 ? 1 : 0),
+        splits,
       }));
+    };
     return {
       cur,
       old,
       deltas: [
-        ...a.deltas.flatMap((da) => {
-          const terms = then(b, bNow, !leftOld && a.deltas.length > 0, da);
-          const extra = joined(da, terms);
-          return terms.map((t, i) => ({ ...da, ...pair(da, t), ...extra[i] }));
-        }),
-        ...b.deltas.flatMap((db) => {
-          const terms = then(a, aNow, leftOld && b.deltas.length > 0, db);
-          const extra = joined(db, terms);
-          return terms.map((t, i) => ({ ...db, ...pair(t, db), ...extra[i] }));
-        }),
+        ...a.deltas.flatMap((da) => across(da, b, bNow, !leftOld, (t) => pair(da, t))),
+        ...b.deltas.flatMap((db) => across(db, a, aNow, leftOld, (t) => pair(t, db))),
       ],
     };
   }
