@@ -6,6 +6,7 @@ import { parseArgs } from 'node:util';
 import pg from 'pg';
 import { planStreamTable } from '../cluster/planner/install.js';
 import { createDatabase, startPostgres } from '../tests/harness/postgres.js';
+import { median } from './report/markdown.js';
 
 const SCENARIOS: Record<string, string> = {
   scan: 'SELECT o.id, o.cid, o.amount FROM orders o',
@@ -28,10 +29,6 @@ export interface Cell {
 
 // Odd, so that the median is one of the runs.
 const TRIALS = 3;
-
-function median(xs: number[]): number {
-  return [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number;
-}
 
 async function timed(client: pg.Client, sql: string, params: unknown[] = []): Promise<number> {
   const start = process.hrtime.bigint();
