@@ -291,5 +291,11 @@ describe('differential refresh', () => {
     await db.admin.query(`SELECT pgtrickle.alter_stream_table('auto_cost', refresh_mode => 'AUTO')`);
     await slowDelta();
     await step('auto_cost', 'UPDATE ac_src SET v = v + 1');
+    // Off, a refresh records no cost: its catalog row is updated once, by _refresh_end.
+    const { rows } = await db.admin.query(
+      `SELECT last_differential_ms, last_full_ms, full_since_differential FROM pgtrickle.pgt_stream_tables
+        WHERE pgt_name = 'auto_cost'`,
+    );
+    expect(rows).toEqual([{ last_differential_ms: 500, last_full_ms: 100, full_since_differential: 0 }]);
   });
 });
