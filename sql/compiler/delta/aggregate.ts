@@ -397,15 +397,17 @@ function groupApply(
         `SELECT ${[...d, `${rowIdOf(d)} AS ${ROW_ID}`, ...deltas].join(', ')} FROM __pgt_delta d WHERE ${NOT_TRUNCATED}
          ${global ? 'HAVING count(*) > 0' : `GROUP BY ${d.join(', ')}`}`,
       ],
+      // Each group's current row is found once, by an index probe in row-id order, and then
+      // updated or deleted through its TID: a second probe per group cost as much as the update.
       [
         '__pgt_m',
-        `SELECT g.*, t.${ROW_ID} IS NOT NULL AS __pgt_found, ${['t.__pgt_count AS __pgt_oc', ...carried].join(', ')}
+        `SELECT g.*, t.${ROW_ID} IS NOT NULL AS __pgt_found, t.__pgt_tid, ${['t.__pgt_count AS __pgt_oc', ...carried].join(', ')}
            FROM (SELECT * FROM __pgt_g o ORDER BY o.${ROW_ID}) g LEFT JOIN LATERAL (
-             SELECT * FROM ${ctx.storage} s WHERE s.${ROW_ID} = g.${ROW_ID} LIMIT 1) t ON true`,
+             SELECT s.ctid AS __pgt_tid, s.* FROM ${ctx.storage} s WHERE s.${ROW_ID} = g.${ROW_ID} LIMIT 1) t ON true`,
       ],
       [
         '__pgt_n',
-        `SELECT ${[...keys.map((k) => `__pgt_grp.${k}`), `__pgt_grp.${ROW_ID}`, '__pgt_grp.__pgt_found', ...merged].join(', ')}
+        `SELECT ${[...keys.map((k) => `__pgt_grp.${k}`), `__pgt_grp.${ROW_ID}`, '__pgt_grp.__pgt_found', '__pgt_grp.__pgt_tid', ...merged].join(', ')}
            FROM __pgt_m __pgt_grp`,
       ],
       [
@@ -414,12 +416,13 @@ function groupApply(
           ...cols.map((c, j) => `${c} = ${finals[j]}`),
           ...hidden.slice(1).map((h) => `${h} = n.${h}`),
         ].join(', ')}
-           FROM __pgt_n n WHERE t.${ROW_ID} = n.${ROW_ID} AND n.__pgt_found AND ${live} RETURNING 1`,
+           FROM __pgt_n n WHERE t.ctid = n.__pgt_tid AND n.__pgt_found AND ${live}
+            AND t.ctid = ANY (ARRAY(SELECT n.__pgt_tid FROM __pgt_n n WHERE n.__pgt_found AND ${live})) RETURNING 1`,
       ],
       [
         '__pgt_del',
-        `DELETE FROM ${ctx.storage} t USING __pgt_n n
-          WHERE t.${ROW_ID} = n.${ROW_ID} AND n.__pgt_found AND ${global ? 'false' : 'n.__pgt_count = 0'} RETURNING 1`,
+        `DELETE FROM ${ctx.storage} t WHERE t.ctid = ANY (ARRAY(
+           SELECT n.__pgt_tid FROM __pgt_n n WHERE n.__pgt_found AND ${global ? 'false' : 'n.__pgt_count = 0'})) RETURNING 1`,
       ],
       [
         '__pgt_ins',
