@@ -1,6 +1,6 @@
 // Reads a defining query (as pg_get_viewdef prints it) into an operator tree. Views and CTEs are
 // inlined as subqueries; anything the delta rules cannot handle is refused here by name.
-import { type Node, parseStatements, type SelectStmt, selectOf, stringValue, walk } from './ast.js';
+import { deparse, type Node, parseStatements, type SelectStmt, selectOf, stringValue, walk } from './ast.js';
 import { UnsupportedConstruct } from './errors.js';
 import { type CompileFacts, type RelationFacts, relationKey } from './facts.js';
 import { unnest } from './unnest.js';
@@ -24,12 +24,14 @@ const JOIN_TYPES: Record<string, JoinType> = {
 
 /**
  * A query block. `select` is projection and filter over its FROM items (they stay together
- * because the target list and WHERE refer to FROM aliases); the others are the non-linear and
- * set operators on top.
+ * because the target list and WHERE refer to FROM aliases); `window` is such a block whose
+ * targets hold window functions, all over one PARTITION BY list; the others are the non-linear
+ * and set operators on top.
  */
 export type QueryOp =
   | { kind: 'select'; stmt: SelectStmt; from: FromItem[] }
   | { kind: 'aggregate'; stmt: SelectStmt; from: FromItem[]; groupBy: Node[] }
+  | { kind: 'window'; stmt: SelectStmt; from: FromItem[]; partitionBy: Node[] }
   | { kind: 'distinct'; input: QueryOp; inputStmt: SelectStmt }
   | { kind: 'unionAll'; inputs: QueryOp[] };
 
@@ -76,10 +78,46 @@ function query(original: SelectStmt, outer: Scope): QueryOp {
 
 function selectBlock(stmt: SelectStmt, from: FromItem[], scope: Scope): QueryOp {
   const groupBy = stmt.groupClause ?? [];
-  if (groupBy.length > 0 || stmt.havingClause || hasAggregate(stmt.targetList, scope)) {
-    return { kind: 'aggregate', stmt, from, groupBy };
+  const grouped = groupBy.length > 0 || stmt.havingClause || hasAggregate(stmt.targetList, scope);
+  const windows = windowsOf(stmt.targetList);
+  if (windows.length > 0) {
+    if (grouped)
+      throw new UnsupportedConstruct(
+        'window functions over a grouped query',
+        'Group in a subquery in FROM and compute the window functions over it.',
+      );
+    return { kind: 'window', stmt, from, partitionBy: partitionOf(windows) };
   }
+  if (grouped) return { kind: 'aggregate', stmt, from, groupBy };
   return { kind: 'select', stmt, from };
+}
+
+interface WindowDef {
+  partitionClause?: Node[];
+}
+
+function windowsOf(targets: Node[] | undefined): WindowDef[] {
+  const found: WindowDef[] = [];
+  for (const { node } of walk(targets)) {
+    const over = (node.FuncCall as { over?: WindowDef } | undefined)?.over;
+    if (over) found.push(over);
+  }
+  return found;
+}
+
+// A window function's rows are those of its partition, so the partitions a change touches are
+// recomputed whole (delta/grouped.ts). That needs one partition list for every window function
+// of the block, and one at all: without PARTITION BY every row depends on all the others.
+function partitionOf(windows: WindowDef[]): Node[] {
+  const lists = new Set(windows.map((w) => deparse(w.partitionClause ?? [])));
+  if (lists.size > 1) throw new UnsupportedConstruct('window functions with different PARTITION BY lists');
+  const partitionBy = windows[0]?.partitionClause ?? [];
+  if (partitionBy.length === 0)
+    throw new UnsupportedConstruct(
+      'window functions without PARTITION BY',
+      'Each row then depends on every other row of the result; FULL mode recomputes it.',
+    );
+  return partitionBy;
 }
 
 function setOperation(stmt: SelectStmt, scope: Scope): QueryOp {
@@ -115,7 +153,8 @@ function withCtes(stmt: SelectStmt, outer: Scope): Scope {
 function checkClauses(stmt: SelectStmt, scope: Scope): void {
   if (stmt.limitCount || stmt.limitOffset) throw new UnsupportedConstruct('LIMIT or OFFSET');
   if (stmt.lockingClause?.length) throw new UnsupportedConstruct('FOR UPDATE/SHARE');
-  if (stmt.windowClause?.length) throw new UnsupportedConstruct('window functions');
+  if (stmt.windowClause?.length)
+    throw new UnsupportedConstruct('a WINDOW clause', 'Write each window definition inside its OVER (…).');
   if (stmt.valuesLists?.length) return;
   for (const group of stmt.groupClause ?? []) {
     if ('GroupingSet' in group) throw new UnsupportedConstruct('GROUPING SETS, ROLLUP or CUBE');
@@ -127,7 +166,6 @@ function checkClauses(stmt: SelectStmt, scope: Scope): void {
       throw new UnsupportedConstruct('time-dependent values such as CURRENT_TIMESTAMP');
     const call = node.FuncCall as { funcname?: Node[]; over?: unknown } | undefined;
     if (!call) continue;
-    if (call.over) throw new UnsupportedConstruct('window functions');
     const name = functionName(call.funcname);
     if (TIME_DEPENDENT.has(name)) throw new UnsupportedConstruct(`time-dependent function ${name}()`);
     if (scope.facts.volatileNames.has(name)) throw new UnsupportedConstruct(`volatile function ${name}()`);
@@ -272,6 +310,7 @@ export function readsNothing(op: QueryOp): boolean {
   switch (op.kind) {
     case 'select':
     case 'aggregate':
+    case 'window':
       return op.from.every(fromReadsNothing);
     case 'distinct':
       return readsNothing(op.input);

@@ -46,7 +46,8 @@ export function compileLoaded(facts: CompileFacts, storage: StorageFacts): Plan 
   const root = ((): RootPlan | (Omit<RootPlan, 'strategy'> & { strategy: 'multiset' | 'keyed' }) => {
     switch (op.kind) {
       case 'select':
-      case 'unionAll': {
+      case 'unionAll':
+      case 'window': {
         const keys = op.kind === 'select' ? keyColumns(op) : undefined;
         if (op.kind === 'select' && keys) return { strategy: 'keyed', ...keyedRoot(op, keys, ctx) };
         return {

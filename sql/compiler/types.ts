@@ -260,6 +260,7 @@ function inferOutputTypes(op: QueryOp): (SqlType | undefined)[] {
   switch (op.kind) {
     case 'select':
     case 'aggregate':
+    case 'window':
       return (op.stmt.targetList ?? []).map((t) =>
         'ResTarget' in t && t.ResTarget.val ? expressionType(t.ResTarget.val, op.from) : undefined,
       );

@@ -49,6 +49,18 @@ const SHAPES: Record<string, string> = {
     'SELECT a.g, count(*) AS n, sum(a.v) AS s FROM a WHERE EXISTS (SELECT 1 FROM k WHERE k.x = a.v) GROUP BY a.g',
   aggregate_of_aggregate:
     'SELECT s.n, count(*) AS c FROM (SELECT a.g, count(*) AS n, max(a.note) AS m FROM a GROUP BY a.g) s GROUP BY s.n',
+  // Window functions: the partitions a change touches are recomputed. Each ORDER BY ends in a
+  // key, so that the rows are numbered the same way by every computation.
+  window_functions:
+    'SELECT a.id, a.g, row_number() OVER (PARTITION BY a.g ORDER BY a.v DESC NULLS LAST, a.id) AS rn, sum(a.v) OVER (PARTITION BY a.g ORDER BY a.id) AS running FROM a',
+  top_n_per_group:
+    'SELECT t.g, t.id, t.v FROM (SELECT a.g, a.id, a.v, row_number() OVER (PARTITION BY a.g ORDER BY a.v, a.id) AS rn FROM a) t WHERE t.rn <= 2',
+  window_over_join:
+    'SELECT a.id, b.id AS bid, count(*) OVER (PARTITION BY b.g) AS n FROM a JOIN b ON a.g = b.g',
+  window_over_aggregate:
+    'SELECT s.g, s.note, s.n, rank() OVER (PARTITION BY s.g ORDER BY s.n) AS r FROM (SELECT a.g, a.note, count(*) AS n FROM a GROUP BY a.g, a.note) s',
+  keyless_window:
+    'SELECT k.x, k.y, count(*) OVER (PARTITION BY k.x) AS n, max(k.y) OVER (PARTITION BY k.x) AS top FROM k',
 };
 
 // Seeds (and paths) of past failures, replayed before the random runs.

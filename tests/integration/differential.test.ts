@@ -149,6 +149,33 @@ describe('differential refresh', () => {
     }
   });
 
+  it('keeps a per-group top 2 by recomputing only the partitions a change touches', async () => {
+    await db.admin.query(`CREATE TABLE scores (id int PRIMARY KEY, team int, points int);
+      INSERT INTO scores SELECT g, g % 3, (g * 37) % 100 FROM generate_series(1, 30) g`);
+    await create(
+      'top_two',
+      `SELECT t.team, t.id, t.points FROM (SELECT s.team, s.id, s.points,
+         row_number() OVER (PARTITION BY s.team ORDER BY s.points DESC, s.id) AS rn FROM scores s) t
+       WHERE t.rn <= 2`,
+    );
+    const versions = async () =>
+      (
+        await db.admin.query<{ team: number; xmin: string }>(
+          'SELECT team, xmin::text AS xmin FROM top_two ORDER BY team, id',
+        )
+      ).rows;
+    const before = await versions();
+    // A new leader of team 1: its rows change, the other teams' rows are not rewritten.
+    await step('top_two', 'INSERT INTO scores VALUES (100, 1, 1000)');
+    const after = await versions();
+    expect(after.filter((r) => r.team !== 1)).toEqual(before.filter((r) => r.team !== 1));
+    expect(after.filter((r) => r.team === 1)).not.toEqual(before.filter((r) => r.team === 1));
+    // A row moving between partitions, a deleted leader, a NULL partition.
+    await step('top_two', 'UPDATE scores SET team = 2 WHERE id = 100');
+    await step('top_two', 'DELETE FROM scores WHERE id = 100');
+    await step('top_two', 'UPDATE scores SET team = NULL WHERE id IN (3, 4, 5)');
+  });
+
   it('falls back to FULL in AUTO mode with a NOTICE naming the construct, and stays correct', async () => {
     await db.admin.query(
       `CREATE TABLE win (id int PRIMARY KEY, v int); INSERT INTO win VALUES (1, 5), (2, 7)`,
@@ -158,16 +185,19 @@ describe('differential refresh', () => {
     const { result, notices: seen } = await notices(db.admin, () => makeDifferential(db.admin, 'ranked'));
     expect(result).toEqual({
       mode: 'FULL',
-      reason: 'differential refresh does not support window functions',
+      reason: 'differential refresh does not support window functions without PARTITION BY',
     });
     expect(seen).toContain(
-      'stream table "ranked" is refreshed in FULL mode: differential refresh does not support window functions',
+      'stream table "ranked" is refreshed in FULL mode: differential refresh does not support window functions without PARTITION BY',
     );
     const { rows } = await db.admin.query(
       `SELECT effective_mode, fallback_reason FROM pgtrickle.pgt_stream_tables WHERE pgt_name = 'ranked'`,
     );
     expect(rows).toEqual([
-      { effective_mode: 'FULL', fallback_reason: 'differential refresh does not support window functions' },
+      {
+        effective_mode: 'FULL',
+        fallback_reason: 'differential refresh does not support window functions without PARTITION BY',
+      },
     ]);
     await db.admin.query('INSERT INTO win VALUES (3, 1)');
     await refresh('ranked');

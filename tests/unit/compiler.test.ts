@@ -221,7 +221,22 @@ describe('compiler', () => {
 
   it.each([
     ['SELECT o.id FROM public.orders o ORDER BY o.id LIMIT 10', 'LIMIT or OFFSET'],
-    ['SELECT o.id, rank() OVER (ORDER BY o.amount) AS r FROM public.orders o', 'window functions'],
+    [
+      'SELECT o.id, rank() OVER (ORDER BY o.amount) AS r FROM public.orders o',
+      'window functions without PARTITION BY',
+    ],
+    [
+      'SELECT o.id, rank() OVER (PARTITION BY o.cid ORDER BY o.amount) AS r, count(*) OVER (PARTITION BY o.amount) AS n FROM public.orders o',
+      'window functions with different PARTITION BY lists',
+    ],
+    [
+      'SELECT o.cid, rank() OVER (PARTITION BY o.cid ORDER BY sum(o.amount)) AS r FROM public.orders o GROUP BY o.cid',
+      'window functions over a grouped query',
+    ],
+    [
+      'SELECT o.id, rank() OVER w AS r FROM public.orders o WINDOW w AS (PARTITION BY o.cid)',
+      'a WINDOW clause',
+    ],
     [
       'SELECT o.id FROM public.orders o WHERE o.id > 1 OR o.cid IN (SELECT c.id FROM public.customers c)',
       'IN or ANY with a subquery inside another expression, or with an operator other than =',

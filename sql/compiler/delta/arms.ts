@@ -26,6 +26,7 @@ export function queryArms(op: QueryOp, sources: Sources, targets: Targets): Arm[
     case 'unionAll':
       return op.inputs.flatMap((input) => queryArms(input, sources, targets));
     case 'aggregate':
+    case 'window':
       return groupedArms(op, sources, targets);
     case 'distinct':
       throw new UnsupportedConstruct('DISTINCT or UNION below the top of the query');
@@ -69,6 +70,7 @@ export function queryOld(op: QueryOp, sources: Sources, targets: Targets): (() =
           }));
     }
     case 'aggregate':
+    case 'window':
       return groupedOld(op, sources, targets);
     case 'distinct':
       return undefined;

@@ -3,6 +3,12 @@
 // touch, the group rows now (+1) and before (−1). Before is rebuilt from now minus the changes,
 // netted per distinct input row, so any aggregate, DISTINCT aggregate or HAVING works, and the
 // input needs no previous state of its own (outer joins, nested aggregates).
+//
+// Window functions follow the same rule, anywhere in the query, with their partitions for
+// groups: a row's window values depend on the rows of its partition alone, so the rows of the
+// touched partitions now (+1) and before (−1) are the delta. Like a full recompute, this gives
+// the same rows only where each window's ORDER BY orders its partition completely (ties in
+// row_number, for one, are broken arbitrarily).
 import { ident } from '../../../shared/pg/quote.js';
 import type { QueryOp } from '../analyze.js';
 import {
@@ -25,11 +31,12 @@ import type { Sources } from './sources.js';
 import { touchedGroups } from './touched.js';
 import { fromListSide } from './variants.js';
 
-type Aggregate = Extract<QueryOp, { kind: 'aggregate' }>;
+/** A block computed per group of its input rows: an aggregate's groups, a window's partitions. */
+export type Grouped = Extract<QueryOp, { kind: 'aggregate' | 'window' }>;
 
 const col = (i: number) => `__pgt_c${i}`;
 
-export function groupedArms(op: Aggregate, sources: Sources, targets: Targets): Arm[] {
+export function groupedArms(op: Grouped, sources: Sources, targets: Targets): Arm[] {
   const delta = groupedDelta(op, sources, targets);
   if (!delta) return [];
   const columns = [...delta.names.map((n) => `${delta.cte}.${ident(n)}`), `${delta.cte}.__pgt_w`];
@@ -42,7 +49,7 @@ export function groupedArms(op: Aggregate, sources: Sources, targets: Targets): 
 }
 
 /** The groups as they were: now (+1) minus their delta, a weighted relation like a scan's previous state. */
-export function groupedOld(op: Aggregate, sources: Sources, targets: Targets): () => SelectStmt {
+export function groupedOld(op: Grouped, sources: Sources, targets: Targets): () => SelectStmt {
   return () => {
     const { withClause: _w, sortClause: _s, ...block } = op.stmt;
     const renamed = targets(op.stmt, block.targetList ?? []);
@@ -67,12 +74,12 @@ function parsed(sql: string): SelectStmt {
 
 /** The delta of the groups, defined once in the statement as a CTE of output columns and __pgt_w. */
 function groupedDelta(
-  op: Aggregate,
+  op: Grouped,
   sources: Sources,
   targets: Targets,
 ): { cte: string; names: string[]; guard: Guard } | undefined {
   const { withClause: _w, sortClause: _s, groupClause: _g, havingClause, ...block } = op.stmt;
-  const keys = groupKeys(op.stmt, op.groupBy);
+  const keys = op.kind === 'aggregate' ? groupKeys(op.stmt, op.groupBy) : op.partitionBy;
   const outputs = op.stmt.targetList ?? [];
   // The input columns the targets, keys and HAVING read, in order of first use.
   const refs = new Map<string, Node>();
@@ -105,6 +112,7 @@ function groupedDelta(
   });
   const grouped = keys.map((k) => deparse(overInput(k)));
   const global = keys.length === 0;
+  const groupBy = global || op.kind === 'window' ? '' : `GROUP BY ${grouped.join(', ')}`;
   // An aggregate without GROUP BY has a row even for no input: emit it only when something changed.
   const having = and([
     havingClause && overInput(havingClause),
@@ -112,7 +120,7 @@ function groupedDelta(
   ]);
   const aggregate = (source: string, weight: number) =>
     `SELECT ${[...select, `${weight} AS __pgt_w`].join(', ')} FROM ${source} __pgt_in
-      ${global ? '' : `GROUP BY ${grouped.join(', ')}`} ${having ? `HAVING ${deparse(having)}` : ''}`;
+      ${groupBy} ${having ? `HAVING ${deparse(having)}` : ''}`;
   const current: SelectStmt = {
     ...block,
     fromClause: fromListSide(op.from, sources).cur,

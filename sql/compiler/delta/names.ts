@@ -8,6 +8,7 @@ export function outputNames(op: QueryOp): string[] {
   switch (op.kind) {
     case 'select':
     case 'aggregate':
+    case 'window':
       return (op.stmt.targetList ?? []).map(targetName);
     case 'distinct':
       return outputNames(op.input);

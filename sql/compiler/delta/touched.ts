@@ -3,10 +3,9 @@
 // touched groups and probe the input's indexes; a NULL key forms a group too, which only
 // IS NOT DISTINCT FROM finds, tested only on rows with a NULL key.
 import { unreachable } from '../../../shared/unreachable.js';
-import type { FromItem, QueryOp } from '../analyze.js';
+import type { FromItem } from '../analyze.js';
 import { and, deparse, expr, type Node, walk } from '../ast.js';
-
-type Grouped = Extract<QueryOp, { kind: 'aggregate' }>;
+import type { Grouped } from './grouped.js';
 
 /**
  * The condition on the input of `op` that its group keys are among the touched ones: `touched`
