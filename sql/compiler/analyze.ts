@@ -246,6 +246,13 @@ function rangeVar(item: Node & { RangeVar: object }, scope: Scope): FromItem {
           'A reinitialization re-installs change capture.',
         );
       }
+      // The delta reads a table's changes, its key and the columns the query names by their
+      // own names; renamed by position they would be none of those.
+      if (rv.alias?.colnames?.length)
+        throw new UnsupportedConstruct(
+          `column aliases on table ${relation.schema}.${relation.name}`,
+          'Rename the columns in the select list, or in a subquery: FROM (SELECT id AS x FROM t) a.',
+        );
       return { kind: 'scan', alias, relation, node: item };
     }
     case 'view': {

@@ -145,8 +145,6 @@ describe('expression types', () => {
     expect(
       types('WITH c AS (SELECT t.i AS p, t.f AS q FROM public.t) SELECT x.p, x.q FROM c AS x(q, p)'),
     ).toEqual(['double precision', 'integer']);
-    expect(types('SELECT a.z, a.i FROM public.t a(z)')).toEqual(['smallint', 'integer']);
-    expect(types('SELECT a.f FROM public.t a(f)')).toEqual([undefined]);
     expect(types('SELECT s.v FROM (SELECT t.i AS v, t.f AS v FROM public.t) s')).toEqual([undefined]);
     expect(types('SELECT s.w, s.v FROM (SELECT t.i AS v, t.f AS v FROM public.t) s(w)')).toEqual([
       'integer',

@@ -237,6 +237,8 @@ describe('compiler', () => {
       'SELECT o.id, rank() OVER w AS r FROM public.orders o WINDOW w AS (PARTITION BY o.cid)',
       'a WINDOW clause',
     ],
+    // Renamed by position, a table's columns would escape the columns the delta reads by name.
+    ['SELECT a.z FROM public.orders a(z)', 'column aliases on table public.orders'],
     [
       'SELECT o.id FROM public.orders o WHERE o.id > 1 OR o.cid IN (SELECT c.id FROM public.customers c)',
       'IN or ANY with a subquery inside another expression, or with an operator other than =',

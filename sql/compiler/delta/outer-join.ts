@@ -8,6 +8,8 @@ import { deparse, expr, type Node, parseStatements, type SelectStmt, selectOf } 
 import { UnsupportedConstruct } from '../errors.js';
 import { anyOf, guardSql } from './guard.js';
 import { outputNames } from './names.js';
+import type { Referenced } from './referenced.js';
+import { keptColumns } from './sources.js';
 import { combine, type Side, type Variant } from './variants.js';
 
 type OuterJoin = Extract<FromItem, { kind: 'join' }> & { type: Exclude<JoinType, 'inner'> };
@@ -27,7 +29,12 @@ interface Column {
   key: boolean;
 }
 
-export function outerJoinSide(item: OuterJoin, left: Side<Node>, right: Side<Node>): Side<Node> {
+export function outerJoinSide(
+  item: OuterJoin,
+  left: Side<Node>,
+  right: Side<Node>,
+  referenced: Referenced,
+): Side<Node> {
   const join = (item.node as { JoinExpr: JoinExpr }).JoinExpr;
   const inner = combine(
     left,
@@ -45,13 +52,13 @@ export function outerJoinSide(item: OuterJoin, left: Side<Node>, right: Side<Nod
   const unmatched = ((): (Variant<Node> | undefined)[] => {
     switch (item.type) {
       case 'left':
-        return [antijoin(leavesOf(item.left), left, right, quals, nullLeft)];
+        return [antijoin(leavesOf(item.left, referenced), left, right, quals, nullLeft)];
       case 'right':
-        return [antijoin(leavesOf(item.right), right, left, quals, nullRight)];
+        return [antijoin(leavesOf(item.right, referenced), right, left, quals, nullRight)];
       case 'full':
         return [
-          antijoin(leavesOf(item.left), left, right, quals, nullLeft),
-          antijoin(leavesOf(item.right), right, left, quals, nullRight),
+          antijoin(leavesOf(item.left, referenced), left, right, quals, nullLeft),
+          antijoin(leavesOf(item.right, referenced), right, left, quals, nullRight),
         ];
       default:
         return unreachable(item.type);
@@ -173,7 +180,7 @@ function filled(sql: string, holes: Node[]): SelectStmt {
 }
 
 /** The aliases of a preserved side with the columns each exposes. */
-function leavesOf(item: FromItem): Leaf[] {
+function leavesOf(item: FromItem, referenced: Referenced): Leaf[] {
   const leaves: Leaf[] = [];
   let count = 0;
   const add = (alias: string, names: string[], keys: ReadonlySet<string>, node: Node, nullable: boolean) => {
@@ -196,7 +203,7 @@ function leavesOf(item: FromItem): Leaf[] {
   const visit = (at: FromItem, nullable: boolean): void => {
     switch (at.kind) {
       case 'scan': {
-        const names = at.relation.columns.map((c) => c.name).filter((n) => !n.startsWith('__pgt_'));
+        const names = keptColumns(at.relation, referenced).map((c) => c.name);
         add(at.alias, names, new Set(at.relation.key ?? []), at.node, nullable);
         return;
       }

@@ -64,6 +64,21 @@ export class Sources {
   }
 }
 
+/**
+ * The columns of a relation a delta reads: those the query names, and the primary key, which
+ * keyed plans add to find a row. Changes, previous states and the rows an outer join weighs
+ * carry only these; the rest cannot change what the query returns.
+ */
+export function keptColumns(relation: RelationFacts, referenced: Referenced): RelationFacts['columns'] {
+  const key = new Set(relation.key ?? []);
+  return relation.columns.filter(
+    (c) =>
+      c.captured &&
+      !c.name.startsWith('__pgt_') &&
+      (referenced === 'all' || referenced.has(c.name) || key.has(c.name)),
+  );
+}
+
 export const changesCte = (i: number): string => `__pgt_c${i}`;
 export const deltaCte = (i: number): string => `__pgt_d${i}`;
 export const oldCte = (i: number): string => `__pgt_o${i}`;

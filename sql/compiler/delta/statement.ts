@@ -8,6 +8,7 @@ import {
   changedFlag,
   changesCte,
   deltaCte,
+  keptColumns,
   oldCte,
   type Source,
   type Sources,
@@ -31,12 +32,12 @@ export function deltaStatement(used: Sources, arms: Arm[], apply: Apply): string
       'SELECT pg_catalog.pg_current_snapshot() AS s, pg_catalog.pg_current_xact_id_if_assigned() AS own',
     ],
     ...sources.flatMap((s): [string, string][] => [
-      [changesCte(s.index), consumed(s)],
+      [changesCte(s.index), consumed(s, used)],
       [deltaCte(s.index), weighted(s, used)],
       ...(used.needsOld(s)
         ? ([
-            [undoneCte(s.index), undone(s)],
-            [oldCte(s.index), previous(s)],
+            [undoneCte(s.index), undone(s, used)],
+            [oldCte(s.index), previous(s, used)],
           ] as [string, string][])
         : []),
     ]),
@@ -74,8 +75,15 @@ SELECT (SELECT __pgt_snap.s FROM __pgt_snap) AS snapshot, ${apply.inserted} AS i
 // The visibility test is written as `… <> 0`: PostgreSQL estimates that at 99.5%, while as plain
 // function calls it would guess a third each and plan every join above for a few dozen changes
 // where there are thousands.
-function consumed(s: Source): string {
-  return `SELECT b.* FROM ${buffer(s)} b CROSS JOIN __pgt_snap WHERE ${consumedBy('b')}`;
+// Only the columns the statement reads are kept: the CTE is written out once, and a wide table's
+// changes (TPC-H lineitem has 16 columns, each with a new and an old value) would otherwise
+// spill to disk at the default work_mem long before they are many.
+function consumed(s: Source, used: Sources): string {
+  const values = keptColumns(s.relation, used.referenced).flatMap((c) => [
+    ident(`new_${c.attnum}`),
+    ident(`old_${c.attnum}`),
+  ]);
+  return `SELECT ${['action', ...values].map((c) => `b.${c}`).join(', ')} FROM ${buffer(s)} b CROSS JOIN __pgt_snap WHERE ${consumedBy('b')}`;
 }
 
 function buffer(s: Source): string {
@@ -93,11 +101,11 @@ function consumedBy(alias: string): string {
 // upstream stream table are not exposed. Actions are tested with <>, which PostgreSQL estimates
 // at 99.5% on a CTE without statistics, where IN (…) would be half a percent per value.
 function weighted(s: Source, used: Sources): string {
-  const columns = visibleColumns(s);
+  const columns = keptColumns(s.relation, used.referenced);
   const seen = used.referenced;
   const read = seen === 'all' ? columns : columns.filter((c) => seen.has(c.name));
   const moved =
-    read.length === columns.length
+    read.length === visibleColumns(s).length
       ? ''
       : read.length === 0
         ? ` AND b.action <> 'U'`
@@ -111,8 +119,8 @@ function weighted(s: Source, used: Sources): string {
 // The changes consumed since the previous frontier, undone: each row with its weight negated.
 // Materialized: every arm that joins the previous state reads it, and computing it once from
 // the buffer rows is cheaper than once per arm.
-function undone(s: Source): string {
-  const names = visibleColumns(s).map((c) => ident(c.name));
+function undone(s: Source, used: Sources): string {
+  const names = keptColumns(s.relation, used.referenced).map((c) => ident(c.name));
   return `SELECT ${[...names.map((c) => `d.${c}`), '-d.__pgt_w AS __pgt_w'].join(', ')} FROM ${deltaCte(s.index)} d`;
 }
 
@@ -122,8 +130,8 @@ function undone(s: Source): string {
 // loop could probe the table's index per row, but rescanned every undone change per probe, and
 // PostgreSQL, which estimates the changes at a few rows whatever their number, chose that plan
 // at any rate of change (probes × changes: TPC-H Q8 at SF 0.01, 1% changed, 2.3 s against 57 ms).
-function previous(s: Source): string {
-  const names = visibleColumns(s).map((c) => ident(c.name));
+function previous(s: Source, used: Sources): string {
+  const names = keptColumns(s.relation, used.referenced).map((c) => ident(c.name));
   return `SELECT ${[...names.map((c) => `t.${c}`), '1 AS __pgt_w'].join(', ')} FROM ${qualified(s.relation.schema, s.relation.name)} t
     UNION ALL SELECT * FROM ${undoneCte(s.index)} d`;
 }

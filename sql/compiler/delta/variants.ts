@@ -189,7 +189,7 @@ export function fromItemSide(item: FromItem, sources: Sources, probedBy?: Node[]
     case 'scan': {
       const { index } = sources.use(item.relation);
       const alias = (item.node as { RangeVar: { alias?: object } }).RangeVar.alias;
-      // Column aliases (FROM t a(x, y)) rename the CTE's columns exactly as the table's.
+      // The CTE takes the table's alias (analyze refuses column aliases on a table).
       const cte = (relname: string): Node => ({
         RangeVar: { relname, inh: true, relpersistence: 'p', alias: { ...alias, aliasname: item.alias } },
       });
@@ -223,7 +223,7 @@ export function fromItemSide(item: FromItem, sources: Sources, probedBy?: Node[]
         case 'left':
         case 'right':
         case 'full':
-          return outerJoinSide({ ...item, type: item.type }, left, right);
+          return outerJoinSide({ ...item, type: item.type }, left, right, sources.referenced);
         default:
           return unreachable(item.type);
       }
