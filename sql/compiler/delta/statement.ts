@@ -75,9 +75,9 @@ SELECT (SELECT __pgt_snap.s FROM __pgt_snap) AS snapshot, ${apply.inserted} AS i
 // The visibility test is written as `… <> 0`: PostgreSQL estimates that at 99.5%, while as plain
 // function calls it would guess a third each and plan every join above for a few dozen changes
 // where there are thousands.
-// Only the columns the statement reads are kept: the CTE is written out once, and a wide table's
-// changes (TPC-H lineitem has 16 columns, each with a new and an old value) would otherwise
-// spill to disk at the default work_mem long before they are many.
+// Only the columns the statement reads are kept: the CTE is written out once, into memory up to
+// work_mem and to disk past it, and a wide table's change rows (TPC-H lineitem has 16 columns,
+// each with a new and an old value) are mostly columns the query does not read.
 function consumed(s: Source, used: Sources): string {
   const values = keptColumns(s.relation, used.referenced).flatMap((c) => [
     ident(`new_${c.attnum}`),
