@@ -184,7 +184,8 @@ async function machine(server: PgServer): Promise<Machine> {
   await client.end();
   let commit = 'unknown';
   try {
-    const git = (...args: string[]) => execFileSync('git', args, { encoding: 'utf8' }).trim();
+    // Only trailing space is trimmed: a porcelain status line starts with a space of its own.
+    const git = (...args: string[]) => execFileSync('git', args, { encoding: 'utf8' }).trimEnd();
     commit = `\`${git('rev-parse', '--short', 'HEAD')}\``;
     // Uncommitted changes to the compiler or the SQL change what the figures mean.
     const dirty = git('status', '--porcelain', '--', 'sql', 'cluster/planner', 'bench');

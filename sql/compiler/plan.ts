@@ -11,6 +11,7 @@ import { referencedColumns } from './delta/referenced.js';
 import { Sources } from './delta/sources.js';
 import { deltaStatement } from './delta/statement.js';
 import { renameTargets } from './delta/variants.js';
+import { windowRoot } from './delta/window.js';
 import type { CompileFacts } from './facts.js';
 
 export interface Plan {
@@ -48,6 +49,8 @@ export function compileLoaded(facts: CompileFacts, storage: StorageFacts): Plan 
       case 'select':
       case 'unionAll':
       case 'window': {
+        const partitioned = op.kind === 'unionAll' ? undefined : windowRoot(op, ctx);
+        if (partitioned) return partitioned;
         const keys = op.kind === 'select' ? keyColumns(op) : undefined;
         if (op.kind === 'select' && keys) return { strategy: 'keyed', ...keyedRoot(op, keys, ctx) };
         return {

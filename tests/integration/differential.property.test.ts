@@ -49,8 +49,9 @@ const SHAPES: Record<string, string> = {
     'SELECT a.g, count(*) AS n, sum(a.v) AS s FROM a WHERE EXISTS (SELECT 1 FROM k WHERE k.x = a.v) GROUP BY a.g',
   aggregate_of_aggregate:
     'SELECT s.n, count(*) AS c FROM (SELECT a.g, count(*) AS n, max(a.note) AS m FROM a GROUP BY a.g) s GROUP BY s.n',
-  // Window functions: the partitions a change touches are recomputed. Each ORDER BY ends in a
-  // key, so that the rows are numbered the same way by every computation.
+  // Window functions: the partitions a change touches are recomputed (the first five as the
+  // stream table's own partitions, but window_over_join, whose partition key is no column of
+  // it). Each ORDER BY ends in a key, so that the rows are numbered the same way every time.
   window_functions:
     'SELECT a.id, a.g, row_number() OVER (PARTITION BY a.g ORDER BY a.v DESC NULLS LAST, a.id) AS rn, sum(a.v) OVER (PARTITION BY a.g ORDER BY a.id) AS running FROM a',
   top_n_per_group:
@@ -61,6 +62,9 @@ const SHAPES: Record<string, string> = {
     'SELECT s.g, s.note, s.n, rank() OVER (PARTITION BY s.g ORDER BY s.n) AS r FROM (SELECT a.g, a.note, count(*) AS n FROM a GROUP BY a.g, a.note) s',
   keyless_window:
     'SELECT k.x, k.y, count(*) OVER (PARTITION BY k.x) AS n, max(k.y) OVER (PARTITION BY k.x) AS top FROM k',
+  // Below the top, or without its partition key among the columns: the generic rule.
+  window_subquery_joined:
+    'SELECT t.id, t.rn, b.w FROM (SELECT a.id, a.g, row_number() OVER (PARTITION BY a.g ORDER BY a.id) AS rn FROM a) t JOIN b ON b.g = t.g',
 };
 
 // Seeds (and paths) of past failures, replayed before the random runs.

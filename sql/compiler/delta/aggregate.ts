@@ -18,7 +18,7 @@ import { touchedGroups } from './touched.js';
 import { fromListSide, renameTargets } from './variants.js';
 
 export interface RootPlan {
-  strategy: 'aggregate' | 'aggregate_recompute' | 'distinct';
+  strategy: 'aggregate' | 'aggregate_recompute' | 'distinct' | 'partition_recompute';
   hiddenColumns: { name: string; type: string }[];
   /** The hidden columns the storage table is indexed on, to find a row's current version. */
   indexColumns: string[];
