@@ -624,6 +624,9 @@ export class RefreshNode {
               'diamond group skipped',
             ),
         },
+        // Half the TTL: a node paused that long in the middle of a reinit is about to lose its
+        // leases, and the table's grant waits for the reinit's row lock.
+        this.leaseTtlMs / 2,
       ),
     );
     const input: StreamTableInput = {
