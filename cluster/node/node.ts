@@ -227,7 +227,9 @@ export class RefreshNode {
       await untilAnswered(
         () =>
           leaseStore.watch(leaseKey('>'), (key, lease, revision) => {
-            if (!this.leases.apply(key.slice(leaseKey('').length), lease, revision)) return;
+            this.leases.apply(key.slice(leaseKey('').length), lease, revision);
+            // Also when this node's own write had already brought that revision: a coordinator
+            // that moved a table away from itself learns here that its actor must let it go.
             this.coordinator?.poke();
             this.reconcile();
           }),
