@@ -35,13 +35,13 @@ const SCHEDULE_MS = 300;
 // follows: the coordinator's alarm, one statement for the epochs, the lease writes, the watch
 // reaching the new holder, its one catalog read and the refresh's first statement, five round
 // trips between three node processes, PostgreSQL and NATS (three servers in the cluster variant)
-// sharing 2 cores with the churn and the other nodes' refreshes. Measured over 86 runs (43 per
+// sharing 2 cores with the churn and the other nodes' refreshes. Measured over 106 runs (53 per
 // variant): 10–60 ms after the expiry for most tables; up to 233 ms for the diamond's members
 // and join and for a table whose upstream moved too, which wait for that upstream's refresh
 // (the diamond's group retries while its members' own refreshes hold their locks). NOISE_MS,
 // one more tick, allows for a process waiting for a core: the worst run took 1.028 × TTL
 // (2,055 ms). A kill just after a renewal that also catches the diamond's wait could still
-// exceed it; none of the 86 did.
+// exceed it; none of the 106 did.
 const NOISE_MS = TICK_MS;
 const TAKEOVER_BOUND_MS = LEASE_TTL_MS + TICK_MS + NOISE_MS;
 
