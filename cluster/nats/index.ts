@@ -10,7 +10,7 @@ export type {
   StatusEvent,
 } from './events.js';
 export { decodeEvent, NatsEventBus } from './events.js';
-export type { Lease, LeaseStore, LeaseTerms } from './leases.js';
+export type { Lease, LeaseState, LeaseStore, LeaseTerms } from './leases.js';
 export { isExpired, NatsLeaseStore } from './leases.js';
 export type { Member, Membership } from './membership.js';
 export { isAlive, NatsMembership } from './membership.js';

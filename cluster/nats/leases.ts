@@ -2,6 +2,11 @@
 // fencing epoch, until when. Every write is a compare-and-set on the key's revision. NATS 2.9
 // has no per-key TTL and no watch event on expiry, so a lease carries its expiry time and
 // readers judge it by their clock; the fencing epoch in the catalog covers clock skew (I3).
+// On a replicated bucket the compare-and-set is a check before the RAFT proposal, not part of
+// it (nats-server#4320, in 2.9.10 here and up to 2.9.20): two writers from the same revision
+// that are a few ms apart may both succeed, the later one winning. The callers do not rely on
+// losing: the epoch in the catalog decides (I3), and what they believe of a key is corrected by
+// the watch and by re-reading it (cluster/node/lease-table.ts).
 import { JetStreamApiCodes, JetStreamApiError } from '@nats-io/jetstream';
 import type { KV, KvEntry } from '@nats-io/kv';
 import { decode, encode } from './codec.js';
@@ -20,8 +25,17 @@ export interface Lease {
 
 export type LeaseTerms = Pick<Lease, 'holder' | 'epoch' | 'expiresAt'>;
 
+/** A key as the bucket holds it: its lease, or none (never written, or deleted), at `revision`. */
+export interface LeaseState {
+  readonly lease: Lease | undefined;
+  /** KV revision of the last write, a delete included; 0 when the key was never written */
+  readonly revision: number;
+}
+
 export interface LeaseStore {
   read(key: string): Promise<Lease | undefined>;
+  /** What the bucket holds for `key` now, with the revision of its last write or delete. */
+  current(key: string): Promise<LeaseState>;
   /**
    * Writes `terms` if the key is still at `revision` (0: no lease, or a deleted one). Returns the
    * new lease, or undefined when another writer came first.
@@ -31,9 +45,13 @@ export interface LeaseStore {
   remove(key: string, revision: number): Promise<boolean>;
   /**
    * Calls `onChange` with every lease under `prefix` (a key, or `lease.>`), then with each
-   * change (undefined: deleted) until the returned function is called.
+   * change (undefined: deleted) and its revision until the returned function is called. With a
+   * history of one, a write superseded before the watch reached it is never delivered.
    */
-  watch(prefix: string, onChange: (key: string, lease: Lease | undefined) => void): Promise<() => void>;
+  watch(
+    prefix: string,
+    onChange: (key: string, lease: Lease | undefined, revision: number) => void,
+  ): Promise<() => void>;
 }
 
 /** Stored value, schema version 1. */
@@ -76,6 +94,13 @@ export class NatsLeaseStore implements LeaseStore {
     return entry === null ? undefined : fromEntry(entry);
   }
 
+  async current(key: string): Promise<LeaseState> {
+    const entry = await this.kv.get(key);
+    return entry === null
+      ? { lease: undefined, revision: 0 }
+      : { lease: fromEntry(entry), revision: entry.revision };
+  }
+
   async write(key: string, terms: LeaseTerms, revision: number): Promise<Lease | undefined> {
     const value: LeaseValue = { v: 1, holder: terms.holder, epoch: terms.epoch, expiresAt: terms.expiresAt };
     try {
@@ -104,7 +129,7 @@ export class NatsLeaseStore implements LeaseStore {
 
   async watch(
     prefix: string,
-    onChange: (key: string, lease: Lease | undefined) => void,
+    onChange: (key: string, lease: Lease | undefined, revision: number) => void,
   ): Promise<() => void> {
     const iter = await this.kv.watch({ key: prefix });
     void (async () => {
@@ -116,7 +141,7 @@ export class NatsLeaseStore implements LeaseStore {
           // A value of a newer schema: treat the key as held by someone this node cannot read.
           continue;
         }
-        onChange(entry.key, lease);
+        onChange(entry.key, lease, entry.revision);
       }
     })();
     return () => iter.stop();

@@ -14,6 +14,7 @@ import {
   leaseKey,
   type Member,
 } from '../nats/index.js';
+import type { LeaseTable } from './lease-table.js';
 import { eligibleNodes, type Grant, type Lapses, place, suspectNodes } from './placement.js';
 
 export interface CoordinatorView {
@@ -27,7 +28,7 @@ export interface CoordinatorOptions {
   readonly node: string;
   readonly leaseStore: LeaseStore;
   /** every stream-table lease, by pgt_id, kept current by the node's watch; grants go in at once */
-  readonly leases: Map<string, Lease>;
+  readonly leases: LeaseTable;
   readonly pool: pg.Pool;
   readonly log: Logger;
   readonly leaseTtlMs: number;
@@ -45,6 +46,15 @@ export interface CoordinatorOptions {
 /** First wait before a grant whose row a refresh holds is tried again; it doubles while busy. */
 const BUSY_RETRY_MS = 10;
 
+/**
+ * How long the second live node (by id) waits after a vacant or expired term before it stands
+ * for election, the third twice as long: time for the first one's read and write of the term.
+ * On a replicated bucket two elections a few ms apart may both win (leases.ts), and two
+ * coordinators grant the same table twice; the later term then deposes the earlier (observe),
+ * but the grants of both have been made.
+ */
+const ELECTION_STAGGER_MS = 50;
+
 export class Coordinator {
   private leader: Lease | undefined;
   private running: Promise<void> | undefined;
@@ -55,6 +65,10 @@ export class Coordinator {
   private busyDelayMs = BUSY_RETRY_MS;
   private lapses: Lapses = new Map();
   private resigned = false;
+  /** the latest term the watch of the coordinator key delivered */
+  private observed: { holder: string | undefined; revision: number } = { holder: undefined, revision: 0 };
+  /** when this node first found the role vacant (no term at all), for the election's stagger */
+  private vacantSince: number | undefined;
 
   constructor(private readonly options: CoordinatorOptions) {}
 
@@ -69,6 +83,21 @@ export class Coordinator {
       this.poked = undefined;
       this.roundNow();
     }, 20);
+  }
+
+  /**
+   * The watch of the coordinator key delivered `term` (undefined: resigned) at `revision`. A
+   * later term of another node deposes this one at once, not at its next renewal: two nodes
+   * that both won an election (ELECTION_STAGGER_MS) must not both keep granting.
+   */
+  observe(term: Lease | undefined, revision: number): void {
+    if (revision <= this.observed.revision) return;
+    this.observed = { holder: term?.holder, revision };
+    const leader = this.leader;
+    if (leader === undefined || revision <= leader.revision || term?.holder === this.options.node) return;
+    this.leader = undefined;
+    this.options.log.info({ term: term?.epoch, by: term?.holder }, 'coordinator role lost');
+    if (term !== undefined) this.alarmAt(term.expiresAt, Date.now(), () => this.roundNow());
   }
 
   /** Election, then placement when this node leads; one round at a time. */
@@ -138,17 +167,34 @@ export class Coordinator {
     const wasLeader = this.isLeader();
     if (current !== undefined && current.holder !== node && !isExpired(current, now)) {
       this.leader = undefined;
+      this.vacantSince = undefined;
       // Stand for election the instant the coordinator's term runs out, not a heartbeat later:
       // a dead coordinator's tables wait for both.
-      this.alarmAt(current.expiresAt, now, () => this.roundNow());
+      this.alarmAt(current.expiresAt + this.electionDelay(current.holder), now, () => this.roundNow());
     } else {
+      if (current === undefined) this.vacantSince ??= now;
+      else this.vacantSince = undefined;
+      const standAt =
+        current === undefined || current.holder !== node
+          ? (current?.expiresAt ?? this.vacantSince ?? now) + this.electionDelay(current?.holder)
+          : now;
+      if (standAt > now) {
+        this.leader = undefined;
+        this.alarmAt(standAt, now, () => this.roundNow());
+        return;
+      }
       const epoch =
         current === undefined || current.holder !== node ? (current?.epoch ?? 0) + 1 : current.epoch;
-      this.leader = await leaseStore.write(
+      const term = await leaseStore.write(
         COORDINATOR_KEY,
         { holder: node, epoch, expiresAt: now + leaseTtlMs },
         current?.revision ?? 0,
       );
+      // The watch may already have delivered a later term of another node.
+      const deposed =
+        term !== undefined && this.observed.revision > term.revision && this.observed.holder !== node;
+      this.leader = deposed ? undefined : term;
+      if (term !== undefined) this.vacantSince = undefined;
     }
     if (this.isLeader() !== wasLeader) {
       log.info(
@@ -156,6 +202,17 @@ export class Coordinator {
         this.isLeader() ? 'coordinator elected' : 'coordinator role lost',
       );
     }
+  }
+
+  // This node's place among the live nodes but the previous coordinator, by id, times the stagger.
+  private electionDelay(previous: string | undefined): number {
+    const { members } = this.options.view();
+    const now = Date.now();
+    const rivals = [...members.values()]
+      .filter((m) => isAlive(m, now) && m.node !== previous)
+      .map((m) => m.node)
+      .sort();
+    return Math.max(0, rivals.indexOf(this.options.node)) * ELECTION_STAGGER_MS;
   }
 
   // A dead node is noticed the instant its first lease or its heartbeat entry expires, not at the
@@ -229,11 +286,19 @@ export class Coordinator {
       previous?.revision ?? 0,
     );
     if (lease === undefined) {
-      log.debug({ st: grant.id }, 'lease grant lost the race; next round retries');
+      // What this node believed of the key is behind, and the watch may never correct it (a
+      // write superseded before it was delivered): without a fresh read, every round would
+      // try the same stale revision again, and the table would never move.
+      const now = await leaseStore.current(leaseKey(grant.id));
+      leases.settle(grant.id, now.lease, now.revision);
+      log.debug(
+        { st: grant.id, tried: previous?.revision ?? 0, found: now.revision },
+        'lease grant lost the race; the next round retries',
+      );
+      this.poke();
       return;
     }
-    const seen = leases.get(grant.id);
-    if (seen === undefined || seen.revision < lease.revision) leases.set(grant.id, lease);
+    leases.apply(grant.id, lease, lease.revision);
     log.info({ st: grant.id, to: grant.to, from: grant.from, epoch }, 'lease granted');
   }
 

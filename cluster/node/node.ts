@@ -26,6 +26,7 @@ import {
   type ActorStatus,
   bucketName,
   type ClusterEvent,
+  COORDINATOR_KEY,
   type EventBus,
   isExpired,
   type Lease,
@@ -45,6 +46,7 @@ import { catalogFit, compareCatalog, expectedCatalogVersion, mismatchMessage } f
 import { Coordinator } from './coordinator.js';
 import { candidates, dispatch, type StreamTableActor } from './dispatch.js';
 import { DueQueue } from './due-queue.js';
+import { LeaseTable } from './lease-table.js';
 import { type ConnectionPoolerMode, poolerBehaviour } from './pooler.js';
 import { refreshRunners } from './refresh.js';
 
@@ -139,7 +141,7 @@ export class RefreshNode {
   private db = '';
   private readonly held = new Map<string, Held>();
   /** every lease in the bucket, kept by the watch */
-  readonly leases = new Map<string, Lease>();
+  readonly leases = new LeaseTable();
   readonly members = new Map<string, Member>();
   private catalog = new Map<string, StreamTableRow>();
   private dag: Dag | undefined;
@@ -224,17 +226,17 @@ export class RefreshNode {
     this.stops.push(
       await untilAnswered(
         () =>
-          leaseStore.watch(leaseKey('>'), (key, lease) => {
-            const id = key.slice(leaseKey('').length);
-            if (lease === undefined) this.leases.delete(id);
-            else this.leases.set(id, lease);
+          leaseStore.watch(leaseKey('>'), (key, lease, revision) => {
+            this.leases.apply(key.slice(leaseKey('').length), lease, revision);
+            // Also when this node's own write had already brought that revision: a coordinator
+            // that moved a table away from itself learns here that its actor must let it go.
             this.coordinator?.poke();
             this.reconcile();
           }),
         NATS_START_TIMEOUT_MS,
       ),
     );
-    this.coordinator = new Coordinator({
+    const coordinator = new Coordinator({
       node: this.id,
       leaseStore: this.leaseStore,
       leases: this.leases,
@@ -251,6 +253,14 @@ export class RefreshNode {
         catalogLoaded: this.dag !== undefined,
       }),
     });
+    this.coordinator = coordinator;
+    this.stops.push(
+      await untilAnswered(
+        () =>
+          leaseStore.watch(COORDINATOR_KEY, (_key, term, revision) => coordinator.observe(term, revision)),
+        NATS_START_TIMEOUT_MS,
+      ),
+    );
     this.every(this.heartbeatMs, () => this.heartbeat());
     this.every(this.options.catalogRefreshMs ?? pooler.catalogRefreshMs, () => this.loadCatalog());
     this.every(this.options.upkeepMs ?? DEFAULTS.upkeepMs, () => this.upkeep());
@@ -415,7 +425,8 @@ export class RefreshNode {
   }
 
   // A lease is renewed when half its time is gone; a lost compare-and-set means the coordinator
-  // regranted it, and the watch brings the new holder.
+  // regranted it, and the watch brings the new holder, or that what this node believed of the key
+  // is behind in a way the watch will not correct (a superseded write): the key is read again.
   private async renewLeases(now: number): Promise<void> {
     const store = this.leaseStore;
     if (!store) return;
@@ -431,11 +442,13 @@ export class RefreshNode {
         );
         if (renewed === undefined) {
           this.log.warn({ st: held.row.qualifiedName, epoch: current.epoch }, 'lease renewal lost the race');
+          const found = await store.current(leaseKey(held.id));
+          this.leases.settle(held.id, found.lease, found.revision);
+          this.reconcile();
           return;
         }
         held.lease = renewed;
-        const seen = this.leases.get(held.id);
-        if (seen === undefined || seen.revision < renewed.revision) this.leases.set(held.id, renewed);
+        this.leases.apply(held.id, renewed, renewed.revision);
       }),
     );
   }
@@ -563,12 +576,34 @@ export class RefreshNode {
       if (lease.holder === this.id && !isExpired(lease, now) && !this.held.has(id)) granted.set(id, lease);
     }
     // One query for every lease just granted: a takeover brings a dead node's share at once.
+    const stale: Lease[] = [];
     for (const row of await readStreamTablesById(pool, [...granted.keys()])) {
       const lease = granted.get(row.id) as Lease;
-      // The catalog moved on (a newer grant is on its way, or this one lost its race).
-      if (this.stopping || this.held.has(row.id) || row.epoch !== lease.epoch) continue;
-      this.take(row, lease);
+      if (this.stopping || this.held.has(row.id)) continue;
+      if (row.epoch === lease.epoch) this.take(row, lease);
+      else if (row.epoch > lease.epoch) stale.push(lease);
     }
+    if (stale.length > 0) this.giveBackLater(stale);
+  }
+
+  // The catalog holds a newer epoch than a lease granted to this node. The newer grant's lease
+  // write is usually a few ms behind its epoch, committed first; but it may never come: two
+  // coordinators granted the table at once and the write of the older epoch landed last
+  // (leases.ts), or the coordinator died between its statement and its writes. Then the lease
+  // names this node until it expires and nobody refreshes the table meanwhile, so a lease still
+  // unchanged a tick later is given back, and the coordinator regrants it at once.
+  private giveBackLater(stale: readonly Lease[]): void {
+    const timer = setTimeout(() => {
+      for (const lease of stale) {
+        const id = lease.key.slice(leaseKey('').length);
+        if (this.stopping || this.held.has(id) || this.leases.get(id)?.revision !== lease.revision) continue;
+        this.log.info({ st: id, epoch: lease.epoch }, 'lease of a superseded epoch given back');
+        void this.leaseStore
+          ?.remove(lease.key, lease.revision)
+          .catch((err) => this.log.warn({ err, st: id }, 'could not give a lease back'));
+      }
+    }, this.tickMs);
+    timer.unref();
   }
 
   private take(row: StreamTableRow, lease: Lease): void {
@@ -591,6 +626,9 @@ export class RefreshNode {
               'diamond group skipped',
             ),
         },
+        // Half the TTL: a node paused that long in the middle of a reinit is about to lose its
+        // leases, and the table's grant waits for the reinit's row lock.
+        this.leaseTtlMs / 2,
       ),
     );
     const input: StreamTableInput = {

@@ -163,32 +163,57 @@ async function tryGroup(
 /**
  * Recompiles the plan as the owner (planStreamTable runs with the connection's rights), then
  * refreshes, in one transaction: a plan is never installed without the refresh that uses it.
+ * Unlike a refresh, that transaction spans many round trips, so a node paused between two of
+ * them (SIGSTOP, a stalled VM) would keep its locks, the table's row and the compile turn, for
+ * as long as the pause: no other node could be granted the table, nor compile anything.
+ * PostgreSQL ends the session instead once it has waited `idleInTransactionMs` for the node.
  */
-export async function reinitOnce(pool: pg.Pool, node: string, input: RefreshInput): Promise<RefreshResult> {
+export async function reinitOnce(
+  pool: pg.Pool,
+  node: string,
+  input: RefreshInput,
+  idleInTransactionMs?: number,
+): Promise<RefreshResult> {
   const client = await pool.connect();
+  let failure: Error | undefined;
   try {
-    await client.query('BEGIN');
+    await client.query(
+      idleInTransactionMs === undefined
+        ? 'BEGIN'
+        : `BEGIN; SET LOCAL idle_in_transaction_session_timeout = ${Math.max(1, Math.round(idleInTransactionMs))}`,
+    );
+    // Installing plans of two stream tables over one source at once fails in PostgreSQL with
+    // "tuple concurrently updated"; compiles are rare, so they take turns across the cluster.
+    // The turn comes first, holding nothing: a reinit that waited for it holding its row would
+    // deadlock with the one installing its plan, which takes other stream tables' rows (seen
+    // when the reinits of a chain's tables started together).
+    await client.query("SELECT pg_advisory_xact_lock(hashtext('pgtrickle.install_plan'))");
+    // Then the refresh lock, as every refresh takes it (I1), and only then the storage table's
+    // lock that installing the plan takes (ALTER TABLE): in the other order a diamond's group,
+    // which holds its members' rows and then writes their storage, deadlocks with the reinit of
+    // a member, and PostgreSQL breaks the cycle only after deadlock_timeout. The refresh in the
+    // way is one transaction.
     const { rows } = await client.query<{ owner: string; epoch: string }>(
       `SELECT r.rolname AS owner, st.fencing_epoch::text AS epoch
-         FROM pgtrickle.pgt_stream_tables st JOIN pg_roles r ON r.oid = st.pgt_owner WHERE st.pgt_id = $1`,
+         FROM pgtrickle.pgt_stream_tables st JOIN pg_roles r ON r.oid = st.pgt_owner WHERE st.pgt_id = $1
+          FOR UPDATE OF st`,
       [input.id],
     );
     const row = rows[0];
     // Fail fast before compiling; _refresh checks the epoch again under the row lock.
     if (row !== undefined && Number(row.epoch) !== input.epoch) throw new StaleFencingEpoch(input.id);
-    // Installing plans of two stream tables over one source at once fails in PostgreSQL with
-    // "tuple concurrently updated"; compiles are rare, so they take turns across the cluster.
-    await client.query("SELECT pg_advisory_xact_lock(hashtext('pgtrickle.install_plan'))");
     if (row !== undefined) await client.query("SELECT set_config('role', $1, true)", [row.owner]);
     await planStreamTable(client, input.id);
     const result = await client.query<Row>(REFRESH_SQL, [input.id, input.epoch, node]);
     await client.query('COMMIT');
     return toResult(result.rows[0]);
   } catch (err) {
+    failure = err instanceof Error ? err : new Error(String(err));
     await client.query('ROLLBACK').catch(() => undefined);
     throw fenced(err, input.id);
   } finally {
-    client.release();
+    // A session PostgreSQL ended (the idle timeout) must not go back to the pool.
+    client.release(failure);
   }
 }
 
@@ -201,9 +226,10 @@ export function refreshRunners(
   node: string,
   track: (work: Promise<RefreshResult>) => Promise<RefreshResult> = (work) => work,
   hooks?: GroupHooks,
+  reinitIdleMs?: number,
 ): WorkRunners {
   return {
     refresh: (input) => track(refreshOnce(pool, node, input, hooks)),
-    reinit: (input) => track(reinitOnce(pool, node, input)),
+    reinit: (input) => track(reinitOnce(pool, node, input, reinitIdleMs)),
   };
 }

@@ -1,10 +1,11 @@
 // Three `pgtrickle node` processes keep 30 stream tables (a 3-level chain, a diamond and 24
 // others) fresh under continuous random DML while one node is SIGKILLed in the middle of a
 // refresh and another is paused with SIGSTOP past its lease TTL. Checked: the dead node's tables
-// start refreshing elsewhere within the lease TTL plus one tick (the issue's bound), no table
-// is refreshed by two nodes at once (per table, history frontiers strictly increase and fencing
-// epochs never go back), the paused node gives its tables up, and the oracle (I5) holds at
-// quiescence. Run against one NATS server and against a 3-node NATS cluster.
+// start refreshing elsewhere within the lease TTL plus one tick (the issue's bound; one more
+// tick is allowed for a loaded machine, see NOISE_MS), no table is refreshed by two nodes at
+// once (per table, history frontiers strictly increase and fencing epochs never go back), the
+// paused node gives its tables up, and the oracle (I5) holds at quiescence. Run against one
+// NATS server and against a 3-node NATS cluster.
 import { type KV, Kvm } from '@nats-io/kv';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import type pg from 'pg';
@@ -34,18 +35,15 @@ const SCHEDULE_MS = 300;
 // follows: the coordinator's alarm, one statement for the epochs, the lease writes, the watch
 // reaching the new holder, its one catalog read and the refresh's first statement, five round
 // trips between three node processes, PostgreSQL and NATS (three servers in the cluster variant)
-// sharing 2 cores with the churn and the other nodes' refreshes. Measured: 10–60 ms after the
-// expiry for most tables; up to ~135 ms for the diamond join and a table whose upstream moved
-// too, which wait for that upstream's refresh (the diamond's group retries while its members'
-// own refreshes hold their locks). NOISE_MS, one more tick, allows for a process waiting for a
-// core; a kill just after a heartbeat that also catches the diamond can still exceed it.
+// sharing 2 cores with the churn and the other nodes' refreshes. Measured over 106 runs (53 per
+// variant): 10–60 ms after the expiry for most tables; up to 233 ms for the diamond's members
+// and join and for a table whose upstream moved too, which wait for that upstream's refresh
+// (the diamond's group retries while its members' own refreshes hold their locks). NOISE_MS,
+// one more tick, allows for a process waiting for a core: the worst run took 1.028 × TTL
+// (2,055 ms). A kill just after a renewal that also catches the diamond's wait could still
+// exceed it; none of the 106 did.
 const NOISE_MS = TICK_MS;
 const TAKEOVER_BOUND_MS = LEASE_TTL_MS + TICK_MS + NOISE_MS;
-// What the test asserts: that bound is printed beside every measurement, but a timed assertion
-// that tight fails on a loaded 2-core CI machine (one run in twelve took 1.98 × TTL, unexplained;
-// see docs/SCALING.md), so the test fails only when a table waits far past any round, tick and
-// schedule: the takeover is bounded, and its figures are reported, not gated.
-const SANITY_BOUND_MS = LEASE_TTL_MS + HEARTBEAT_MS + TICK_MS + SCHEDULE_MS + 2_500;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -330,8 +328,7 @@ function suite(name: string, natsNodes: number) {
       const troubles = afterKill
         .filter((l) => Number(l.level) > 30)
         .map((l) => `${l.by} +${Number(l.time) - killedAt} ${String(l.msg)} ${String(l.st ?? '')}`);
-      if (worst > TAKEOVER_BOUND_MS) console.log(`${name}: over the issue's bound\n${troubles.join('\n')}`);
-      expect(worst, `${timeline}\n${troubles.join('\n')}`).toBeLessThanOrEqual(SANITY_BOUND_MS);
+      expect(worst, `${timeline}\n${troubles.join('\n')}`).toBeLessThanOrEqual(TAKEOVER_BOUND_MS);
       nodes.delete(killed.id);
       expect(await overlaps(db.admin)).toEqual([]);
     }, 90_000);

@@ -1,9 +1,17 @@
 // One refresh node in this process against real PostgreSQL and NATS: it takes every stream
 // table, keeps them equal to their queries (I5) as the sources change, publishes one `refreshed`
 // event per committed refresh, and hands everything back when it stops.
+import { Kvm } from '@nats-io/kv';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { decodeEvent, type RefreshedEvent } from '../../cluster/nats/index.js';
+import {
+  bucketName,
+  decodeEvent,
+  type Lease,
+  leaseKey,
+  NatsLeaseStore,
+  type RefreshedEvent,
+} from '../../cluster/nats/index.js';
 import { RefreshNode } from '../../cluster/node/index.js';
 import { createLogger } from '../../shared/logger.js';
 import { divergence, migratedDatabase, type TestDb } from '../support/db.js';
@@ -99,6 +107,46 @@ describe.skipIf(!natsUrl)('a refresh node', () => {
     const sample = refreshed.find((e) => e.action === 'DIFFERENTIAL');
     expect(sample).toMatchObject({ v: 1, type: 'refreshed', node: 'solo', schema: 'public' });
     expect(sample?.frontier).toMatch(/^\d+:\d+:/);
+  });
+
+  it('gives a lease of a superseded epoch back at once, and takes the regrant', async () => {
+    // Two coordinators granted the table at once on a replicated bucket, whose compare-and-set
+    // both passed, and the write of the older epoch landed last (cluster/nats/leases.ts): the
+    // lease names this node, the catalog an epoch that nobody's lease names.
+    const dbName = decodeURIComponent(new URL(db.url).pathname.slice(1));
+    const store = new NatsLeaseStore(await new Kvm(nc).open(bucketName(dbName)));
+    const { rows } = await db.admin.query<{ id: string }>(
+      "SELECT pgt_id::text AS id FROM pgtrickle.pgt_stream_tables WHERE pgt_name = 'big_orders'",
+    );
+    const id = rows[0]?.id as string;
+    let superseded: Lease | undefined;
+    while (superseded === undefined) {
+      const current = await store.read(leaseKey(id));
+      const granted = await db.admin.query<{ epoch: string }>(
+        'SELECT pgtrickle._grant_epoch($1)::text AS epoch',
+        [id],
+      );
+      await db.admin.query('SELECT pgtrickle._grant_epoch($1)', [id]);
+      // Far from expiring: the table would wait for it a minute if the node kept it.
+      superseded = await store.write(
+        leaseKey(id),
+        { holder: 'solo', epoch: Number(granted.rows[0]?.epoch), expiresAt: Date.now() + 60_000 },
+        current?.revision ?? 0,
+      );
+    }
+    const epoch = superseded.epoch;
+    await expect
+      .poll(
+        async () =>
+          ((await store.read(leaseKey(id)))?.epoch ?? 0) > epoch + 1 && node?.heldIds().includes(id),
+        {
+          timeout: 10_000,
+          interval: 50,
+        },
+      )
+      .toBe(true);
+    await db.admin.query("INSERT INTO orders VALUES (1000, 'c1', 99)");
+    await expect.poll(() => divergence(db.admin, 'big_orders'), { timeout: 10_000, interval: 100 }).toBe(0);
   });
 
   it('hands every lease back when it stops', async () => {
