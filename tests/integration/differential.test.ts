@@ -305,7 +305,7 @@ describe('differential refresh', () => {
     );
     expect(rows).toEqual([{ gone: true }]);
   });
-  it('with auto_cost_fallback on, recomputes an AUTO stream table in full while its delta costs more than twice as much, trying the delta every 8th time', async () => {
+  it('by default (auto_cost_fallback on), recomputes an AUTO stream table in full while its delta costs more than twice as much, trying the delta every 8th time', async () => {
     await db.admin.query(`CREATE TABLE ac_src (id int PRIMARY KEY, v int); INSERT INTO ac_src VALUES (1, 1)`);
     await create('auto_cost', 'SELECT ac_src.id, ac_src.v FROM ac_src');
     await step('auto_cost', 'UPDATE ac_src SET v = v + 1');
@@ -315,7 +315,6 @@ describe('differential refresh', () => {
           WHERE pgt_name = 'auto_cost'`,
       );
     await slowDelta();
-    await db.admin.query('SET pgtrickle.auto_cost_fallback = on');
     const actions: string[] = [];
     for (let i = 0; i < 9; i++) {
       await db.admin.query('UPDATE ac_src SET v = v + 1');
@@ -336,10 +335,11 @@ describe('differential refresh', () => {
     await db.admin.query(`SELECT pgtrickle.alter_stream_table('auto_cost', refresh_mode => 'DIFFERENTIAL')`);
     await slowDelta();
     await step('auto_cost', 'UPDATE ac_src SET v = v + 1');
-    await db.admin.query('RESET pgtrickle.auto_cost_fallback');
+    await db.admin.query('SET pgtrickle.auto_cost_fallback = off');
     await db.admin.query(`SELECT pgtrickle.alter_stream_table('auto_cost', refresh_mode => 'AUTO')`);
     await slowDelta();
     await step('auto_cost', 'UPDATE ac_src SET v = v + 1');
+    await db.admin.query('RESET pgtrickle.auto_cost_fallback');
     // Off, a refresh records no cost: its catalog row is updated once, by _refresh_end.
     const { rows } = await db.admin.query(
       `SELECT last_differential_ms, last_full_ms, full_since_differential FROM pgtrickle.pgt_stream_tables
