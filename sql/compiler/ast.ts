@@ -69,6 +69,14 @@ export function* walk(node: unknown, key = ''): Generator<{ key: string; node: R
   }
 }
 
+/** Column names after the column aliases of a FROM item (FROM t AS a(x, y)), which rename by position. */
+export function aliasRenamed(node: Node, names: string[]): string[] {
+  const holder =
+    'RangeVar' in node ? node.RangeVar : 'RangeSubselect' in node ? node.RangeSubselect : undefined;
+  const aliases = (holder?.alias?.colnames ?? []).map((n) => stringValue(n));
+  return names.map((n, i) => (i < aliases.length ? (aliases[i] ?? '') : n));
+}
+
 export function stringValue(node: Node | undefined): string | undefined {
   return node && 'String' in node ? node.String.sval : undefined;
 }

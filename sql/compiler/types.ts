@@ -4,7 +4,7 @@
 // for the expressions around it (bigint / integer divides whole, numeric / integer does not).
 // Whatever is not covered here is unknown, and unknown means recompute: a wrong claim breaks I5.
 import type { FromItem, QueryOp } from './analyze.js';
-import { type Node, stringValue } from './ast.js';
+import { aliasRenamed, type Node, stringValue } from './ast.js';
 import { outputNames } from './delta/names.js';
 
 /** Narrowest first: each converts implicitly to those after it, so two of them combine into the wider. */
@@ -204,7 +204,7 @@ function columnsOf(item: FromItem): Columns | undefined {
     case 'scan': {
       const { columns } = item.relation;
       return byName(
-        renamed(
+        aliasRenamed(
           item.node,
           columns.map((c) => c.name),
         ),
@@ -212,7 +212,7 @@ function columnsOf(item: FromItem): Columns | undefined {
       );
     }
     case 'subquery':
-      return byName(renamed(item.node, outputNames(item.query)), (i) => outputTypes(item.query)[i]);
+      return byName(aliasRenamed(item.node, outputNames(item.query)), (i) => outputTypes(item.query)[i]);
     case 'constant':
     case 'join':
       return undefined;
@@ -233,14 +233,6 @@ function byName(names: string[], type: (position: number) => SqlType | undefined
       () => (first !== undefined && others.length === 0 ? type(first) : undefined),
     ]),
   );
-}
-
-/** Names after column aliases (FROM t AS a(x, y)), which rename by position. */
-function renamed(node: Node, names: string[]): string[] {
-  const holder =
-    'RangeVar' in node ? node.RangeVar : 'RangeSubselect' in node ? node.RangeSubselect : undefined;
-  const aliases = (holder?.alias?.colnames ?? []).map((n) => stringValue(n));
-  return names.map((n, i) => (i < aliases.length ? (aliases[i] ?? '') : n));
 }
 
 // Each reference to a subquery column asks for the subquery's types; nested subqueries would

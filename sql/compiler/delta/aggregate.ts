@@ -50,7 +50,7 @@ class NotAlgebraic extends Error {}
 // Parts of names and literals: never a group key or an aggregate on their own.
 const LEAVES = ['String', 'Integer', 'Float', 'Boolean', 'BitString', 'TypeName', 'A_Star'];
 
-const keyName = (j: number) => `__pgt_k${j}`;
+export const keyName = (j: number) => `__pgt_k${j}`;
 const argName = (i: number) => `__pgt_a${i}`;
 
 export function aggregateRoot(op: Extract<QueryOp, { kind: 'aggregate' }>, ctx: RootContext): RootPlan {

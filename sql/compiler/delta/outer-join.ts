@@ -4,7 +4,15 @@ import type { JoinExpr } from '@pgsql/types';
 import { ident } from '../../../shared/pg/quote.js';
 import { unreachable } from '../../../shared/unreachable.js';
 import type { FromItem, JoinType } from '../analyze.js';
-import { deparse, expr, type Node, parseStatements, type SelectStmt, selectOf } from '../ast.js';
+import {
+  aliasRenamed,
+  deparse,
+  expr,
+  type Node,
+  parseStatements,
+  type SelectStmt,
+  selectOf,
+} from '../ast.js';
 import { UnsupportedConstruct } from '../errors.js';
 import { anyOf, guardSql } from './guard.js';
 import { outputNames } from './names.js';
@@ -184,8 +192,7 @@ function leavesOf(item: FromItem, referenced: Referenced): Leaf[] {
   const leaves: Leaf[] = [];
   let count = 0;
   const add = (alias: string, names: string[], keys: ReadonlySet<string>, node: Node, nullable: boolean) => {
-    const colnames = aliasColumns(node);
-    const visible = names.map((n, i) => colnames[i] ?? n);
+    const visible = aliasRenamed(node, names);
     if (new Set(visible).size !== visible.length) {
       throw new UnsupportedConstruct(
         `two columns of ${alias} with the same name on the preserved side of an outer join`,
@@ -225,14 +232,4 @@ function leavesOf(item: FromItem, referenced: Referenced): Leaf[] {
   };
   visit(item, false);
   return leaves;
-}
-
-function aliasColumns(node: Node): string[] {
-  const alias =
-    'RangeVar' in node
-      ? node.RangeVar.alias
-      : 'RangeSubselect' in node
-        ? node.RangeSubselect.alias
-        : undefined;
-  return (alias?.colnames ?? []).map((c) => ('String' in c ? (c.String.sval ?? '') : ''));
 }

@@ -71,12 +71,14 @@ export class Sources {
  */
 export function keptColumns(relation: RelationFacts, referenced: Referenced): RelationFacts['columns'] {
   const key = new Set(relation.key ?? []);
-  return relation.columns.filter(
-    (c) =>
-      c.captured &&
-      !c.name.startsWith('__pgt_') &&
-      (referenced === 'all' || referenced.has(c.name) || key.has(c.name)),
+  return visibleColumns(relation).filter(
+    (c) => referenced === 'all' || referenced.has(c.name) || key.has(c.name),
   );
+}
+
+/** The captured columns of a relation; an upstream stream table's hidden __pgt_ ones are not. */
+export function visibleColumns(relation: RelationFacts): RelationFacts['columns'] {
+  return relation.columns.filter((c) => c.captured && !c.name.startsWith('__pgt_'));
 }
 
 export const changesCte = (i: number): string => `__pgt_c${i}`;

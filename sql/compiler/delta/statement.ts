@@ -13,6 +13,7 @@ import {
   type Source,
   type Sources,
   undoneCte,
+  visibleColumns,
 } from './sources.js';
 
 export interface Apply {
@@ -105,7 +106,7 @@ function weighted(s: Source, used: Sources): string {
   const seen = used.referenced;
   const read = seen === 'all' ? columns : columns.filter((c) => seen.has(c.name));
   const moved =
-    read.length === visibleColumns(s).length
+    read.length === visibleColumns(s.relation).length
       ? ''
       : read.length === 0
         ? ` AND b.action <> 'U'`
@@ -134,10 +135,6 @@ function previous(s: Source, used: Sources): string {
   const names = keptColumns(s.relation, used.referenced).map((c) => ident(c.name));
   return `SELECT ${[...names.map((c) => `t.${c}`), '1 AS __pgt_w'].join(', ')} FROM ${qualified(s.relation.schema, s.relation.name)} t
     UNION ALL SELECT * FROM ${undoneCte(s.index)} d`;
-}
-
-function visibleColumns(s: Source) {
-  return s.relation.columns.filter((c) => c.captured && !c.name.startsWith('__pgt_'));
 }
 
 function flags(sources: Source[]): string {

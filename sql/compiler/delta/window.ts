@@ -11,8 +11,8 @@
 // the multiset way.
 import { ident } from '../../../shared/pg/quote.js';
 import type { QueryOp } from '../analyze.js';
-import { and, clone, deparse, type Node, resTarget, type SelectStmt } from '../ast.js';
-import type { RootContext, RootPlan } from './aggregate.js';
+import { aliasRenamed, and, clone, deparse, type Node, resTarget, type SelectStmt } from '../ast.js';
+import { keyName, type RootContext, type RootPlan } from './aggregate.js';
 import { queryArms } from './arms.js';
 import { ROW_ID, rowIdOf } from './multiset.js';
 import { outputNames } from './names.js';
@@ -21,8 +21,6 @@ import { touchedGroups } from './touched.js';
 import { fromListSide } from './variants.js';
 
 type Window = Extract<QueryOp, { kind: 'window' }>;
-
-const keyName = (j: number) => `__pgt_k${j}`;
 
 export function windowRoot(op: QueryOp, ctx: RootContext): RootPlan | undefined {
   const found = topWindow(op);
@@ -130,8 +128,8 @@ function topWindow(op: QueryOp): TopWindow | undefined {
   if (op.kind === 'window') {
     const outputs = new Map<string, number>();
     (op.stmt.targetList ?? []).forEach((t, i) => {
-      const val = 'ResTarget' in t ? t.ResTarget.val : undefined;
-      if (val && !outputs.has(deparse(val))) outputs.set(deparse(val), i);
+      const text = 'ResTarget' in t && t.ResTarget.val ? deparse(t.ResTarget.val) : undefined;
+      if (text !== undefined && !outputs.has(text)) outputs.set(text, i);
     });
     return { window: op, outputs, refill: (block) => block };
   }
@@ -144,11 +142,7 @@ function topWindow(op: QueryOp): TopWindow | undefined {
   )
     return undefined;
   const window = item.query;
-  // Column aliases on the subquery (FROM (…) s(a, b)) rename its columns by position.
-  const aliases = (
-    (item.node as { RangeSubselect: { alias?: { colnames?: Node[] } } }).RangeSubselect.alias?.colnames ?? []
-  ).map((c) => ('String' in c ? c.String.sval : undefined));
-  const names = outputNames(window).map((n, i) => aliases[i] ?? n);
+  const names = aliasRenamed(item.node, outputNames(window));
   // A subquery column is the window block's target of the same position.
   const byName = new Map<string, string>();
   (window.stmt.targetList ?? []).forEach((t, i) => {
