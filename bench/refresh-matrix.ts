@@ -1,7 +1,7 @@
 // Refresh matrix modelled on pg_trickle's published one: scenarios × table sizes × change rates,
 // DML mix 70% UPDATE / 15% DELETE / 15% INSERT. For each cell, two stream tables over the same
 // query and the same changes: one FULL, one DIFFERENTIAL, timed side by side in one process.
-//   npm run bench -- --sizes 10000,100000,1000000 --rates 1,10,50
+//   npm run bench -- --sizes 10000,100000,1000000 --rates 1,10,50 [--scenarios aggregate,join]
 import { parseArgs } from 'node:util';
 import pg from 'pg';
 import { planStreamTable } from '../cluster/planner/install.js';
@@ -81,7 +81,14 @@ export async function refreshMatrix(options: {
   sizes: number[];
   rates: number[];
   check: boolean;
+  scenarios?: string[];
 }): Promise<Cell[]> {
+  const unknown = options.scenarios?.filter((s) => !(s in SCENARIOS)) ?? [];
+  if (unknown.length > 0) {
+    throw new Error(
+      `unknown scenario ${unknown.join(', ')}: the scenarios are ${Object.keys(SCENARIOS).join(', ')}`,
+    );
+  }
   const server = await startPostgres({
     throwaway: true,
     settings: { shared_buffers: '512MB', work_mem: '64MB', maintenance_work_mem: '256MB', autovacuum: 'off' },
@@ -96,6 +103,7 @@ export async function refreshMatrix(options: {
     await client.query('SET pgtrickle.auto_cost_fallback = off');
     for (const rows of options.sizes) {
       for (const [scenario, query] of Object.entries(SCENARIOS)) {
+        if (options.scenarios && !options.scenarios.includes(scenario)) continue;
         await load(client, rows);
         await client.query(`SELECT pgtrickle.create_stream_table('st_full', $1, refresh_mode => 'FULL')`, [
           query,
@@ -175,9 +183,15 @@ if (import.meta.url === `file://${process.argv[1]}`) {
       sizes: { type: 'string', default: '10000,100000' },
       rates: { type: 'string', default: '1,10,50' },
       check: { type: 'boolean', default: false },
+      scenarios: { type: 'string' },
     },
   });
   const list = (s: string) => s.split(',').map(Number);
   console.log('scenario   |     rows | chg |   FULL ms |   DIFF ms | FULL/DIFF | DIFF action');
-  await refreshMatrix({ sizes: list(values.sizes), rates: list(values.rates), check: values.check });
+  await refreshMatrix({
+    sizes: list(values.sizes),
+    rates: list(values.rates),
+    check: values.check,
+    scenarios: values.scenarios?.split(','),
+  });
 }
