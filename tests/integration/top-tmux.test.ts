@@ -104,10 +104,11 @@ describe.skipIf(!natsUrl || !hasTmux)('pgtrickle top in a terminal', () => {
   });
 
   it('shows one row per stream table with status, mode, schedule, node and a latency sparkline', async () => {
-    // The node takes the lease before its first refresh is in the history: wait for both.
+    // The node takes the lease before its first refresh is in the history, and top may read the
+    // database before its NATS connection is up (seen under load): wait for all three.
     const text = await until((t) => {
       const row = rowOf(t, 'public.big_readings') ?? '';
-      return /NODE/.test(t) && row.includes('tui-node') && BARS.test(row);
+      return /NODE/.test(t) && row.includes('tui-node') && BARS.test(row) && /NATS connected/.test(t);
     });
     expect(text.split('\n')[0]).toMatch(
       /^pgtrickle top · \S+ · 2 stream tables · 1 nodes alive · NATS connected/,
