@@ -15,6 +15,11 @@
 -- only the range since the last one. No transaction can add rows below a horizon (every xid a
 -- running or later transaction holds is at or above each frontier's xmin), so that range holds
 -- all that is left to delete.
+--
+-- And the small catalog checks every refresh makes are PL/pgSQL: PostgreSQL plans a SQL function
+-- that it cannot inline (these set search_path) again on every call, PL/pgSQL once per
+-- connection. Per call, measured over 2,000: _rls_applies 0.45 -> 0.03 ms, _caller 0.08 -> 0.02
+-- (three calls per refresh), _has_pending 0.20 -> 0.03.
 
 ALTER TABLE pgtrickle.pgt_change_tracking ADD COLUMN trimmed_below xid8;
 
@@ -26,10 +31,11 @@ COMMENT ON COLUMN pgtrickle.pgt_change_tracking.trimmed_below IS
 -- above the frontier is a pending change. One index probe per source.
 CREATE OR REPLACE FUNCTION pgtrickle._has_pending(p_id bigint, p_frontier pg_snapshot, p_frontier_xid xid8)
 RETURNS boolean
-LANGUAGE sql STABLE SECURITY DEFINER
+LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $fn$
-  SELECT EXISTS (
+BEGIN
+  RETURN EXISTS (
     SELECT 1 FROM pgtrickle.pgt_dependencies d
      WHERE d.pgt_id = p_id
        AND (d.source_type IN ('MATVIEW', 'FOREIGN_TABLE')
@@ -37,7 +43,40 @@ AS $fn$
                 AND EXISTS (SELECT 1 FROM pgtrickle.pgt_change_marks m
                              WHERE m.source_relid = d.source_relid
                                AND m.xid >= pg_snapshot_xmin(p_frontier)
-                               AND NOT pgtrickle._seen(m.xid, p_frontier, p_frontier_xid)))))
+                               AND NOT pgtrickle._seen(m.xid, p_frontier, p_frontier_xid)))));
+END
+$fn$;
+
+-- As in 0002.
+CREATE OR REPLACE FUNCTION pgtrickle._caller()
+RETURNS oid
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+  RETURN (SELECT r.oid FROM pg_roles r
+           WHERE r.rolname = CASE current_setting('role')
+                               WHEN 'none' THEN session_user::text
+                               ELSE current_setting('role') END);
+END
+$fn$;
+
+-- As in 0005.
+CREATE OR REPLACE FUNCTION pgtrickle._rls_applies(p_id bigint)
+RETURNS boolean
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+  RETURN EXISTS (
+    SELECT 1
+      FROM pgtrickle.pgt_stream_tables st
+      JOIN pg_roles o ON o.oid = st.pgt_owner
+      JOIN pgtrickle.pgt_dependencies d ON d.pgt_id = st.pgt_id
+      JOIN pg_class c ON c.oid = d.source_relid
+     WHERE st.pgt_id = p_id AND c.relrowsecurity AND NOT o.rolsuper AND NOT o.rolbypassrls
+       AND (c.relforcerowsecurity OR c.relowner <> st.pgt_owner));
+END
 $fn$;
 
 -- As in 0003, with the trim bounded below by where the last one stopped. Buffers are trimmed in
