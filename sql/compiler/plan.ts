@@ -40,7 +40,7 @@ export async function compile(facts: CompileFacts, storage: StorageFacts): Promi
 /** compile() once the parser is loaded. */
 export function compileLoaded(facts: CompileFacts, storage: StorageFacts): Plan {
   const op = analyze(facts);
-  const sources = new Sources(referencedColumns(facts));
+  const sources = new Sources(referencedColumns(facts), facts.aggregateNames);
   const columns = facts.outputColumns.map((c) => c.name);
   const table = qualified(storage.schema, storage.name);
   const ctx = { storage: table, columns, sources, facts };

@@ -246,10 +246,36 @@ describe('subqueries in WHERE and HAVING', () => {
     expect(plan.deltaSql).toContain(
       '__pgt_y AS (SELECT o.cid AS __pgt_c0 FROM public.orders AS o WHERE o.cid IS NOT NULL AND o.cid IN (SELECT __pgt_in.__pgt_c0 FROM __pgt_x AS __pgt_in))',
     );
-    // Before = now minus the changes, netted per distinct input row.
+    // Before = each group's row count now minus the changes' (before-state.ts): a group existed
+    // while that count was above zero.
+    expect(plan.deltaSql).toContain('sum(1) AS __pgt_n FROM __pgt_y AS __pgt_in GROUP BY __pgt_in.__pgt_c0');
     expect(plan.deltaSql).toContain(
-      'SELECT __pgt_c0, 1 AS __pgt_w FROM __pgt_y UNION ALL SELECT __pgt_c0, - __pgt_w FROM __pgt_x',
+      'sum(- __pgt_in.__pgt_w) AS __pgt_n FROM __pgt_x AS __pgt_in GROUP BY __pgt_in.__pgt_c0',
     );
+    expect(plan.deltaSql).toContain('HAVING sum(__pgt_p.__pgt_n) > 0');
+  });
+
+  it('rebuilds the groups before from aggregate states for COUNT, SUM and AVG, from the rows otherwise', () => {
+    const algebraic = compile(
+      facts(
+        'SELECT o.id FROM public.orders o WHERE o.amount < (SELECT 0.5 * avg(o2.amount) FROM public.orders o2 WHERE o2.cid = o.cid)',
+        ['id'],
+      ),
+    ).deltaSql;
+    expect(algebraic).toContain('sum(1 * __pgt_in.__pgt_c1::numeric) AS __pgt_bs0');
+    expect(algebraic).toContain('sum((- __pgt_in.__pgt_w) * __pgt_in.__pgt_c1::numeric) AS __pgt_bs0');
+    expect(algebraic).toContain(
+      '0.5 * (CASE WHEN __pgt_b.__pgt_bc0 > 0 THEN __pgt_b.__pgt_bs0 / __pgt_b.__pgt_bc0 END)',
+    );
+    expect(algebraic).not.toContain('AS __pgt_u GROUP BY');
+    // The largest amount before cannot be told from the largest now and the changes.
+    const rows = compile(
+      facts(
+        'SELECT o.id FROM public.orders o WHERE o.amount < (SELECT max(o2.amount) FROM public.orders o2 WHERE o2.cid = o.cid)',
+        ['id'],
+      ),
+    ).deltaSql;
+    expect(rows).toContain('- __pgt_w FROM __pgt_x ) AS __pgt_u GROUP BY __pgt_c0, __pgt_c1');
   });
 
   it('finds touched groups of a nullable key with IS NOT DISTINCT FROM as well', () => {

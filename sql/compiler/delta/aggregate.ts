@@ -34,9 +34,9 @@ export interface RootContext {
   facts: CompileFacts;
 }
 
-type AggKind = 'count_star' | 'count' | 'sum' | 'avg' | 'min' | 'max';
+export type AggKind = 'count_star' | 'count' | 'sum' | 'avg' | 'min' | 'max';
 
-interface Agg {
+export interface Agg {
   kind: AggKind;
   arg: string;
   /** Type of the state column: numeric for sums, the argument's type for extremes. */
@@ -45,10 +45,10 @@ interface Agg {
   sumType: string;
 }
 
-class NotAlgebraic extends Error {}
+export class NotAlgebraic extends Error {}
 
 // Parts of names and literals: never a group key or an aggregate on their own.
-const LEAVES = ['String', 'Integer', 'Float', 'Boolean', 'BitString', 'TypeName', 'A_Star'];
+export const LEAVES = ['String', 'Integer', 'Float', 'Boolean', 'BitString', 'TypeName', 'A_Star'];
 
 export const keyName = (j: number) => `__pgt_k${j}`;
 const argName = (i: number) => `__pgt_a${i}`;
@@ -209,7 +209,7 @@ function inputBlock(op: Extract<QueryOp, { kind: 'aggregate' }>, exprs: string[]
   return { kind: 'select', stmt: { ...rest, targetList }, from: op.from };
 }
 
-function classify(node: Node, from: FromItem[]): Agg {
+export function classify(node: Node, from: FromItem[]): Agg {
   const call = (node as { FuncCall: NonNullable<Extract<Node, { FuncCall: unknown }>['FuncCall']> }).FuncCall;
   const qualifier = call.funcname && call.funcname.length > 1 ? stringValue(call.funcname[0]) : 'pg_catalog';
   if (

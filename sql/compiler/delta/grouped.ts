@@ -25,6 +25,7 @@ import {
 import { UnsupportedConstruct } from '../errors.js';
 import { groupKeys, mapChildren } from './aggregate.js';
 import { type Arm, queryArms, type Targets } from './arms.js';
+import { algebraicBefore } from './before-state.js';
 import { anyOf, type Guard, guardSql } from './guard.js';
 import { targetName } from './names.js';
 import type { Sources } from './sources.js';
@@ -130,6 +131,13 @@ function groupedDelta(
       global ? undefined : touchedGroups(keys, grouped, '__pgt_x __pgt_in', op),
     ]),
   };
+  const algebraic =
+    op.kind === 'aggregate'
+      ? algebraicBefore(op, keys, names, overInput, sources.aggregates, {
+          now: '__pgt_y',
+          changes: '__pgt_x',
+        })
+      : undefined;
   const before = `(SELECT ${cols.map((c) => `__pgt_z.${c}`).join(', ')}
       FROM (SELECT ${cols.join(', ')}, sum(__pgt_u.__pgt_w) AS __pgt_n
               FROM (SELECT ${cols.join(', ')}, 1 AS __pgt_w FROM __pgt_y
@@ -140,7 +148,7 @@ function groupedDelta(
     SelectStmt:
       parsed(`WITH __pgt_x AS (${arms.map((a) => deparse({ SelectStmt: a.stmt })).join(' UNION ALL ')}),
                __pgt_y AS (${deparse({ SelectStmt: current })})
-          ${aggregate('__pgt_y', 1)} UNION ALL ${aggregate(before, -1)}`),
+          ${aggregate('__pgt_y', 1)} UNION ALL ${algebraic ?? aggregate(before, -1)}`),
   });
   return { cte: sources.derived(sql), names, guard: anyOf(arms.map((a) => a.guard)) };
 }

@@ -17,8 +17,12 @@ export class Sources {
   readonly #old = new Set<number>();
   readonly #derived = new Map<string, string>();
 
-  constructor(referenced: Referenced = 'all') {
+  /** Names of aggregate functions, for rules that must tell an aggregate call from a function call. */
+  readonly aggregates: ReadonlySet<string>;
+
+  constructor(referenced: Referenced = 'all', aggregates: ReadonlySet<string> = new Set()) {
     this.referenced = referenced;
+    this.aggregates = aggregates;
   }
 
   /**
