@@ -54,6 +54,10 @@ const SHAPES: Record<string, string> = {
     'SELECT s.g, s.n, s.s, s.c, s.av, b.w FROM (SELECT a.g, count(*) AS n, sum(a.v) AS s, count(a.v) AS c, avg(a.v) AS av FROM a GROUP BY a.g) s JOIN b ON b.g = s.g',
   count_of_left_join_counts:
     'SELECT s.c, count(*) AS n FROM (SELECT a.id, count(b.id) AS c FROM a LEFT JOIN b ON b.g = a.g GROUP BY a.id) s GROUP BY s.c',
+  // …and whose delta is computed only for keys of rows the block's own filters keep (relevant.ts).
+  filtered_correlated_scalar:
+    "SELECT a.id, a.v FROM a WHERE a.note = 'x' AND a.v > (SELECT avg(b.w) FROM b WHERE b.g = a.g)",
+  filtered_exists: 'SELECT a.id, a.g FROM a WHERE a.v > 2 AND EXISTS (SELECT 1 FROM k WHERE k.x = a.g)',
   in_subquery_having_sum:
     'SELECT a.id FROM a WHERE a.g IN (SELECT b.g FROM b GROUP BY b.g HAVING sum(b.w) > 3)',
   // Window functions: the partitions a change touches are recomputed (the first five as the

@@ -6,6 +6,7 @@ import { and, clone, expr, type Node, resTarget, type SelectStmt } from '../ast.
 import { UnsupportedConstruct } from '../errors.js';
 import { groupedArms, groupedOld } from './grouped.js';
 import { type Guard, guardSql } from './guard.js';
+import type { Relevant } from './relevant.js';
 import type { Sources } from './sources.js';
 import { fromListSide, type Variant } from './variants.js';
 
@@ -17,7 +18,7 @@ export interface Arm {
 /** Builds the target list of one arm from its block and the block's own targets. */
 export type Targets = (stmt: SelectStmt, targets: Node[]) => Node[];
 
-export function queryArms(op: QueryOp, sources: Sources, targets: Targets): Arm[] {
+export function queryArms(op: QueryOp, sources: Sources, targets: Targets, relevant?: Relevant): Arm[] {
   switch (op.kind) {
     case 'select':
       return fromListSide(op.from, sources, op.stmt.whereClause).deltas.map((variant) =>
@@ -27,7 +28,7 @@ export function queryArms(op: QueryOp, sources: Sources, targets: Targets): Arm[
       return op.inputs.flatMap((input) => queryArms(input, sources, targets));
     case 'aggregate':
     case 'window':
-      return groupedArms(op, sources, targets);
+      return groupedArms(op, sources, targets, relevant);
     case 'distinct':
       throw new UnsupportedConstruct('DISTINCT or UNION below the top of the query');
     default: {
@@ -38,7 +39,12 @@ export function queryArms(op: QueryOp, sources: Sources, targets: Targets): Arm[
 }
 
 /** The block over its FROM list as it was at the previous frontier, with a weight column. */
-export function queryOld(op: QueryOp, sources: Sources, targets: Targets): (() => SelectStmt) | undefined {
+export function queryOld(
+  op: QueryOp,
+  sources: Sources,
+  targets: Targets,
+  relevant?: Relevant,
+): (() => SelectStmt) | undefined {
   switch (op.kind) {
     case 'select': {
       const old = fromListSide(op.from, sources).old;
@@ -71,7 +77,7 @@ export function queryOld(op: QueryOp, sources: Sources, targets: Targets): (() =
     }
     case 'aggregate':
     case 'window':
-      return groupedOld(op, sources, targets);
+      return groupedOld(op, sources, targets, relevant);
     case 'distinct':
       return undefined;
     default: {

@@ -28,6 +28,7 @@ import { type Arm, queryArms, type Targets } from './arms.js';
 import { algebraicBefore } from './before-state.js';
 import { anyOf, type Guard, guardSql } from './guard.js';
 import { targetName } from './names.js';
+import type { Relevant } from './relevant.js';
 import type { Sources } from './sources.js';
 import { touchedGroups } from './touched.js';
 import { fromListSide } from './variants.js';
@@ -37,8 +38,8 @@ export type Grouped = Extract<QueryOp, { kind: 'aggregate' | 'window' }>;
 
 const col = (i: number) => `__pgt_c${i}`;
 
-export function groupedArms(op: Grouped, sources: Sources, targets: Targets): Arm[] {
-  const delta = groupedDelta(op, sources, targets);
+export function groupedArms(op: Grouped, sources: Sources, targets: Targets, relevant?: Relevant): Arm[] {
+  const delta = groupedDelta(op, sources, targets, relevant);
   if (!delta) return [];
   const columns = [...delta.names.map((n) => `${delta.cte}.${ident(n)}`), `${delta.cte}.__pgt_w`];
   return [
@@ -50,7 +51,12 @@ export function groupedArms(op: Grouped, sources: Sources, targets: Targets): Ar
 }
 
 /** The groups as they were: now (+1) minus their delta, a weighted relation like a scan's previous state. */
-export function groupedOld(op: Grouped, sources: Sources, targets: Targets): () => SelectStmt {
+export function groupedOld(
+  op: Grouped,
+  sources: Sources,
+  targets: Targets,
+  relevant?: Relevant,
+): () => SelectStmt {
   return () => {
     const { withClause: _w, sortClause: _s, ...block } = op.stmt;
     const renamed = targets(op.stmt, block.targetList ?? []);
@@ -59,7 +65,7 @@ export function groupedOld(op: Grouped, sources: Sources, targets: Targets): () 
       fromClause: fromListSide(op.from, sources).cur,
       targetList: [...renamed, resTarget(expr('1'), '__pgt_w')],
     };
-    const delta = groupedDelta(op, sources, targets);
+    const delta = groupedDelta(op, sources, targets, relevant);
     if (!delta) return now;
     const names = renamed.map(targetName).map(ident);
     return parsed(`SELECT * FROM (${deparse({ SelectStmt: now })}) __pgt_q
@@ -78,6 +84,7 @@ function groupedDelta(
   op: Grouped,
   sources: Sources,
   targets: Targets,
+  relevant?: Relevant,
 ): { cte: string; names: string[]; guard: Guard } | undefined {
   const { withClause: _w, sortClause: _s, groupClause: _g, havingClause, ...block } = op.stmt;
   const keys = op.kind === 'aggregate' ? groupKeys(op.stmt, op.groupBy) : op.partitionBy;
@@ -144,9 +151,21 @@ function groupedDelta(
                     UNION ALL SELECT ${cols.join(', ')}, -__pgt_w FROM __pgt_x) __pgt_u
              GROUP BY ${cols.join(', ')}) __pgt_z
       CROSS JOIN LATERAL pg_catalog.generate_series(1, __pgt_z.__pgt_n) WHERE __pgt_z.__pgt_n > 0)`;
+  // Only the groups the enclosing block can join (relevant.ts): the changes of other groups are
+  // dropped before they touch anything.
+  const joined = relevant && op.kind === 'aggregate' ? names.indexOf(relevant.column) : -1;
+  const joinedValue = outputs[joined];
+  const joinedKey =
+    joinedValue && 'ResTarget' in joinedValue && joinedValue.ResTarget.val
+      ? keys.find((k) => deparse(k) === deparse(joinedValue.ResTarget.val as Node))
+      : undefined;
+  const changes = arms.map((a) => deparse({ SelectStmt: a.stmt })).join(' UNION ALL ');
+  const x =
+    relevant && joinedKey
+      ? `SELECT * FROM (${changes}) __pgt_in WHERE ${deparse(overInput(joinedKey))} IN (${relevant.sql})`
+      : changes;
   const sql = deparse({
-    SelectStmt:
-      parsed(`WITH __pgt_x AS (${arms.map((a) => deparse({ SelectStmt: a.stmt })).join(' UNION ALL ')}),
+    SelectStmt: parsed(`WITH __pgt_x AS (${x}),
                __pgt_y AS (${deparse({ SelectStmt: current })})
           ${aggregate('__pgt_y', 1)} UNION ALL ${algebraic ?? aggregate(before, -1)}`),
   });

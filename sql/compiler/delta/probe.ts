@@ -75,7 +75,8 @@ function aliasesOf(item: FromItem): string[] {
   }
 }
 
-function equality(node: Node): readonly [Node, Node] | undefined {
+/** The two sides of `a = b`. */
+export function equality(node: Node): readonly [Node, Node] | undefined {
   if (!('A_Expr' in node)) return undefined;
   const e = node.A_Expr;
   const op = e.name?.length === 1 ? stringValue(e.name[0]) : undefined;
@@ -83,7 +84,8 @@ function equality(node: Node): readonly [Node, Node] | undefined {
   return [e.lexpr, e.rexpr];
 }
 
-function columnRef(node: unknown): [string, string] | undefined {
+/** A column reference `alias.column` as its two names. */
+export function columnRef(node: unknown): [string, string] | undefined {
   const fields = (node as { ColumnRef?: { fields?: Node[] } }).ColumnRef?.fields;
   if (fields?.length !== 2) return undefined;
   const [a, c] = fields.map((f) => stringValue(f));

@@ -15,6 +15,7 @@ import { allOf, changed, type Guard } from './guard.js';
 import { outputNames } from './names.js';
 import { outerJoinSide } from './outer-join.js';
 import { probed, probeQuals } from './probe.js';
+import { type Relevant, relevantKeys } from './relevant.js';
 import { deltaCte, oldCte, type Sources, undoneCte } from './sources.js';
 
 export interface Variant<T> {
@@ -146,11 +147,12 @@ function previous<T>(side: Side<T>, now: Weighted<T>, split: boolean): Term<T>[]
 export function fromListSide(items: FromItem[], sources: Sources, where?: Node): Side<Node[]> {
   const order = items.map((item, i) => ({ i, rows: itemRows(item) })).sort((x, y) => y.rows - x.rows);
   const probes = probeQuals(items, where);
+  const relevant = relevantKeys(items, where, sources);
   const side = order.reduce<Side<[number, Node][]>>(
     (acc, { i }) =>
       combine(
         acc,
-        fromItemSide(items[i] as FromItem, sources, probes.get(i)),
+        fromItemSide(items[i] as FromItem, sources, probes.get(i), relevant.get(i)),
         (list, node): [number, Node][] => [...list, [i, node]],
       ),
     { cur: [], old: () => ({ node: [], factors: [] }), deltas: [] },
@@ -184,7 +186,12 @@ function itemRows(item: FromItem): number {
   }
 }
 
-export function fromItemSide(item: FromItem, sources: Sources, probedBy?: Node[]): Side<Node> {
+export function fromItemSide(
+  item: FromItem,
+  sources: Sources,
+  probedBy?: Node[],
+  relevant?: Relevant,
+): Side<Node> {
   switch (item.kind) {
     case 'scan': {
       const { index } = sources.use(item.relation);
@@ -232,8 +239,8 @@ export function fromItemSide(item: FromItem, sources: Sources, probedBy?: Node[]
       const sub = (item.node as { RangeSubselect: { alias?: object } }).RangeSubselect;
       const names = outputNames(item.query);
       const rename = (_stmt: SelectStmt, targets: Node[]) => renameTargets(targets, names);
-      const arms: Arm[] = queryArms(item.query, sources, rename);
-      const old = queryOld(item.query, sources, rename);
+      const arms: Arm[] = queryArms(item.query, sources, rename, relevant);
+      const old = queryOld(item.query, sources, rename, relevant);
       const factors = [`${ident(item.alias)}.__pgt_w`];
       // A scalar aggregate (no GROUP BY) is one row that costs a scan of its input, and
       // PostgreSQL computes it again each time the inner side of a nested loop is rescanned
