@@ -58,6 +58,9 @@ const SHAPES: Record<string, string> = {
   filtered_correlated_scalar:
     "SELECT a.id, a.v FROM a WHERE a.note = 'x' AND a.v > (SELECT avg(b.w) FROM b WHERE b.g = a.g)",
   filtered_exists: 'SELECT a.id, a.g FROM a WHERE a.v > 2 AND EXISTS (SELECT 1 FROM k WHERE k.x = a.g)',
+  // …and, grouped over a grouped subquery on the same key, narrow that subquery to the touched keys.
+  in_grouped_nullable_keys:
+    'SELECT b.id, b.w FROM b WHERE b.g IN (SELECT s.g FROM (SELECT k.x AS g, sum(k.y) AS t FROM k GROUP BY k.x) s WHERE s.t > 1)',
   in_subquery_having_sum:
     'SELECT a.id FROM a WHERE a.g IN (SELECT b.g FROM b GROUP BY b.g HAVING sum(b.w) > 3)',
   // Window functions: the partitions a change touches are recomputed (the first five as the

@@ -310,6 +310,19 @@ describe('subqueries in WHERE and HAVING', () => {
     expect(unfiltered).not.toContain('UNION ALL SELECT c.id FROM __pgt_d');
   });
 
+  it('narrows a grouped subquery grouped again on its own key to the touched keys', () => {
+    const plan = compile(
+      facts(
+        'SELECT c.id FROM public.customers c WHERE c.id IN (SELECT o.cid FROM public.orders o GROUP BY o.cid HAVING count(*) > 1)',
+        ['id'],
+      ),
+    );
+    // Inside the subquery, before its GROUP BY: PostgreSQL would not move the outer IN there.
+    expect(plan.deltaSql).toContain(
+      'FROM ( SELECT o.cid FROM public.orders AS o WHERE o.cid IN (SELECT __pgt_in.__pgt_c0 FROM __pgt_x AS __pgt_in) OR (o.cid IS NULL AND EXISTS',
+    );
+  });
+
   it('gives the same plan text for the same query', () => {
     const q = facts(
       'SELECT o.id FROM public.orders o WHERE o.amount < (SELECT avg(o2.amount) FROM public.orders o2 WHERE o2.cid = o.cid) AND NOT EXISTS (SELECT 1 FROM public.customers c WHERE c.id = o.cid)',

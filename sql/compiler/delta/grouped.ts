@@ -12,6 +12,7 @@
 import { ident } from '../../../shared/pg/quote.js';
 import type { QueryOp } from '../analyze.js';
 import {
+  aliasRenamed,
   and,
   deparse,
   expr,
@@ -20,6 +21,7 @@ import {
   resTarget,
   type SelectStmt,
   selectOf,
+  stringValue,
   walk,
 } from '../ast.js';
 import { UnsupportedConstruct } from '../errors.js';
@@ -27,7 +29,7 @@ import { groupKeys, mapChildren } from './aggregate.js';
 import { type Arm, queryArms, type Targets } from './arms.js';
 import { algebraicBefore } from './before-state.js';
 import { anyOf, type Guard, guardSql } from './guard.js';
-import { targetName } from './names.js';
+import { outputNames, targetName } from './names.js';
 import type { Relevant } from './relevant.js';
 import type { Sources } from './sources.js';
 import { touchedGroups } from './touched.js';
@@ -131,7 +133,7 @@ function groupedDelta(
       ${groupBy} ${having ? `HAVING ${deparse(having)}` : ''}`;
   const current: SelectStmt = {
     ...block,
-    fromClause: fromListSide(op.from, sources).cur,
+    fromClause: global ? fromListSide(op.from, sources).cur : narrowed(op, keys, grouped, sources),
     targetList: [...refs.values()].map((r, i) => resTarget(r, col(i))),
     whereClause: and([
       block.whereClause,
@@ -170,4 +172,47 @@ function groupedDelta(
           ${aggregate('__pgt_y', 1)} UNION ALL ${algebraic ?? aggregate(before, -1)}`),
   });
   return { cte: sources.derived(sql), names, guard: anyOf(arms.map((a) => a.guard)) };
+}
+
+/**
+ * The block's FROM list now, where it is one grouped subquery on whose group keys the block's
+ * keys are: that subquery filtered to the touched keys as well. PostgreSQL does not push the
+ * block's `IN (SELECT … FROM __pgt_x)` into the subquery (a condition with a subquery of its
+ * own) and computed every group of it first (TPC-H Q18: a grouping of all of lineitem, 450 ms,
+ * for two touched orders).
+ */
+function narrowed(op: Grouped, keys: Node[], touched: string[], sources: Sources): Node[] {
+  const from = fromListSide(op.from, sources).cur;
+  const [item] = op.from;
+  const node = from[0];
+  if (op.from.length !== 1 || item?.kind !== 'subquery' || item.query.kind !== 'aggregate' || !node)
+    return from;
+  const inner = item.query;
+  const innerKeys = groupKeys(inner.stmt, inner.groupBy).map((k) => deparse(k));
+  const names = aliasRenamed(node, outputNames(inner));
+  const pairs = keys.flatMap((k, j) => {
+    const fields = 'ColumnRef' in k ? (k.ColumnRef.fields ?? []).map(stringValue) : [];
+    const position = fields.length === 2 && fields[0] === item.alias ? names.indexOf(fields[1] ?? '') : -1;
+    const target = inner.stmt.targetList?.[position];
+    const value = target && 'ResTarget' in target ? target.ResTarget.val : undefined;
+    return value && innerKeys.includes(deparse(value)) ? [{ key: value, touched: touched[j] as string }] : [];
+  });
+  if (pairs.length === 0 || !('RangeSubselect' in node)) return from;
+  const sub = node.RangeSubselect;
+  const stmt = selectOf(sub.subquery);
+  if (!stmt) return from;
+  const where = touchedGroups(
+    pairs.map((p) => p.key),
+    pairs.map((p) => p.touched),
+    '__pgt_x __pgt_in',
+    inner,
+  );
+  return [
+    {
+      RangeSubselect: {
+        ...sub,
+        subquery: { SelectStmt: { ...stmt, whereClause: and([stmt.whereClause, where]) } },
+      },
+    },
+  ];
 }
