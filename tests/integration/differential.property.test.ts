@@ -43,6 +43,7 @@ const SHAPES: Record<string, string> = {
   not_in: 'SELECT b.id, b.w FROM b WHERE b.id NOT IN (SELECT a.id FROM a WHERE a.v > 3)',
   correlated_scalar: 'SELECT a.id, a.v FROM a WHERE a.v > (SELECT avg(b.w) FROM b WHERE b.g = a.g)',
   uncorrelated_scalar: 'SELECT a.id, a.g FROM a WHERE a.v >= (SELECT avg(k.y) FROM k)',
+  uncorrelated_scalar_equal: 'SELECT a.id, a.note FROM a WHERE a.v = (SELECT max(b.w) FROM b)',
   scalar_in_having:
     'SELECT a.g, sum(a.v) AS s FROM a GROUP BY a.g HAVING sum(a.v) > (SELECT min(b.w) FROM b)',
   exists_under_aggregate:

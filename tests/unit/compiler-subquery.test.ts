@@ -323,6 +323,16 @@ describe('subqueries in WHERE and HAVING', () => {
     );
   });
 
+  it('computes a scalar aggregate compared by equality once, not probed per row', () => {
+    const plan = compile(
+      facts(
+        'SELECT o.id FROM public.orders o WHERE o.amount = (SELECT max(o2.amount) FROM public.orders o2)',
+        ['id'],
+      ),
+    );
+    expect(plan.deltaSql).not.toContain('OFFSET 0 ) AS __pgt_sq0');
+  });
+
   it('gives the same plan text for the same query', () => {
     const q = facts(
       'SELECT o.id FROM public.orders o WHERE o.amount < (SELECT avg(o2.amount) FROM public.orders o2 WHERE o2.cid = o.cid) AND NOT EXISTS (SELECT 1 FROM public.customers c WHERE c.id = o.cid)',
