@@ -132,7 +132,10 @@ async function interactive(session: Session, opts: TopFlags, pollMs: number): Pr
     void exclusive(async () => {
       reloadQueued = false;
       try {
-        state = withRows(state, await readStatus(session.client, 20), Date.now());
+        // Read first, then merge into the state as it is now: keys typed during the query
+        // change it, and a state taken before the await would drop them.
+        const rows = await readStatus(session.client, 20);
+        state = withRows(state, rows, Date.now());
       } catch (err) {
         state = { ...state, message: `database: ${err instanceof Error ? err.message : String(err)}` };
       }
