@@ -224,6 +224,43 @@ describe('differential refresh', () => {
     expect(await divergence(db.admin, 'renamed_st')).toBe(0);
   });
 
+  it('joins a grouped subquery by the names its column aliases give, even where they swap its own', async () => {
+    // s(k, total) renames the subquery's `total` to k and its `k` to total: the join and the
+    // filtered partner read s.k, the sum, not the group key the subquery calls k.
+    await db.admin.query(`
+      CREATE TABLE swap_p (id int PRIMARY KEY, tag text, want int);
+      CREATE TABLE swap_l (id int PRIMARY KEY, g int, q int);
+      INSERT INTO swap_p SELECT g, CASE WHEN g % 2 = 0 THEN 'x' ELSE 'y' END, g * 3 FROM generate_series(1, 20) g;
+      INSERT INTO swap_l SELECT g, g % 20 + 1, 3 FROM generate_series(1, 60) g;`);
+    await create(
+      'swapped',
+      `SELECT p.id, s.total FROM swap_p p,
+         (SELECT l.g AS total, sum(l.q) AS k FROM swap_l l GROUP BY l.g) AS s(k, total)
+       WHERE s.k = p.want AND p.tag = 'x'`,
+    );
+    // The same with the subquery's outputs in the other order: its own k is the group key.
+    await create(
+      'swapped_back',
+      `SELECT p.id, s.total FROM swap_p p,
+         (SELECT sum(l.q) AS total, l.g AS k FROM swap_l l GROUP BY l.g) AS s(k, total)
+       WHERE s.k = p.want AND p.tag = 'x'`,
+    );
+    for (const st of ['swapped', 'swapped_back']) expect(await divergence(db.admin, st)).toBe(0);
+    const steps = [
+      'UPDATE swap_l SET q = q + 1 WHERE g IN (2, 4, 7)',
+      'INSERT INTO swap_l SELECT 100 + g, 6, 3 FROM generate_series(1, 3) g',
+      `UPDATE swap_p SET want = 12, tag = 'x' WHERE id IN (3, 5)`,
+    ];
+    for (const dml of steps) {
+      await db.admin.query(dml);
+      for (const st of ['swapped', 'swapped_back']) {
+        await refresh(st);
+        expect(await lastAction(db.admin, st)).toBe('DIFFERENTIAL');
+        expect(await divergence(db.admin, st), `${st} after ${dml}`).toBe(0);
+      }
+    }
+  });
+
   it('explains the delta statement, and with_analyze runs it without applying anything', async () => {
     await db.admin.query(`CREATE TABLE ex_a (id int PRIMARY KEY, k int); CREATE TABLE ex_b (k int PRIMARY KEY, v int);
       INSERT INTO ex_a SELECT i, i % 10 FROM generate_series(1, 100) i; INSERT INTO ex_b SELECT i, i FROM generate_series(0, 9) i`);

@@ -12,7 +12,6 @@
 import { ident } from '../../../shared/pg/quote.js';
 import type { QueryOp } from '../analyze.js';
 import {
-  aliasRenamed,
   and,
   deparse,
   expr,
@@ -29,7 +28,7 @@ import { groupKeys, mapChildren } from './aggregate.js';
 import { type Arm, queryArms, type Targets } from './arms.js';
 import { algebraicBefore } from './before-state.js';
 import { anyOf, type Guard, guardSql } from './guard.js';
-import { outputNames, targetName } from './names.js';
+import { subqueryColumn, targetName } from './names.js';
 import type { Relevant } from './relevant.js';
 import type { Sources } from './sources.js';
 import { touchedGroups } from './touched.js';
@@ -155,12 +154,7 @@ function groupedDelta(
       CROSS JOIN LATERAL pg_catalog.generate_series(1, __pgt_z.__pgt_n) WHERE __pgt_z.__pgt_n > 0)`;
   // Only the groups the enclosing block can join (relevant.ts): the changes of other groups are
   // dropped before they touch anything.
-  const joined = relevant && op.kind === 'aggregate' ? names.indexOf(relevant.column) : -1;
-  const joinedValue = outputs[joined];
-  const joinedKey =
-    joinedValue && 'ResTarget' in joinedValue && joinedValue.ResTarget.val
-      ? keys.find((k) => deparse(k) === deparse(joinedValue.ResTarget.val as Node))
-      : undefined;
+  const joinedKey = relevant && op.kind === 'aggregate' ? keyAt(op, keys, relevant.position) : undefined;
   const changes = arms.map((a) => deparse({ SelectStmt: a.stmt })).join(' UNION ALL ');
   const x =
     relevant && joinedKey
@@ -188,14 +182,13 @@ function narrowed(op: Grouped, keys: Node[], touched: string[], sources: Sources
   if (op.from.length !== 1 || item?.kind !== 'subquery' || item.query.kind !== 'aggregate' || !node)
     return from;
   const inner = item.query;
-  const innerKeys = groupKeys(inner.stmt, inner.groupBy).map((k) => deparse(k));
-  const names = aliasRenamed(node, outputNames(inner));
+  const innerKeys = groupKeys(inner.stmt, inner.groupBy);
   const pairs = keys.flatMap((k, j) => {
     const fields = 'ColumnRef' in k ? (k.ColumnRef.fields ?? []).map(stringValue) : [];
-    const position = fields.length === 2 && fields[0] === item.alias ? names.indexOf(fields[1] ?? '') : -1;
-    const target = inner.stmt.targetList?.[position];
-    const value = target && 'ResTarget' in target ? target.ResTarget.val : undefined;
-    return value && innerKeys.includes(deparse(value)) ? [{ key: value, touched: touched[j] as string }] : [];
+    const position =
+      fields.length === 2 && fields[0] === item.alias ? subqueryColumn(item, fields[1] ?? '') : -1;
+    const key = keyAt(inner, innerKeys, position);
+    return key ? [{ key, touched: touched[j] as string }] : [];
   });
   if (pairs.length === 0 || !('RangeSubselect' in node)) return from;
   const sub = node.RangeSubselect;
@@ -215,4 +208,15 @@ function narrowed(op: Grouped, keys: Node[], touched: string[], sources: Sources
       },
     },
   ];
+}
+
+/** The group key that output `position` of an aggregate block is, if it is one. */
+function keyAt(
+  op: Extract<Grouped, { kind: 'aggregate' }>,
+  keys: Node[],
+  position: number,
+): Node | undefined {
+  const target = op.stmt.targetList?.[position];
+  const value = target && 'ResTarget' in target ? target.ResTarget.val : undefined;
+  return value && keys.find((k) => deparse(k) === deparse(value));
 }

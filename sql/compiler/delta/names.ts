@@ -1,8 +1,8 @@
 // The column names a query block produces, derived the way PostgreSQL derives them when a
 // target has no AS (FigureColname), so that renamed delta arms line up with outer references.
-import type { QueryOp } from '../analyze.js';
+import type { FromItem, QueryOp } from '../analyze.js';
 import type { Node } from '../ast.js';
-import { stringValue } from '../ast.js';
+import { aliasRenamed, stringValue } from '../ast.js';
 
 export function outputNames(op: QueryOp): string[] {
   switch (op.kind) {
@@ -19,6 +19,15 @@ export function outputNames(op: QueryOp): string[] {
       return exhaustive;
     }
   }
+}
+
+/**
+ * Which output of a subquery in FROM a reference `alias.name` reads, or −1: by the names its
+ * column aliases give (`AS s(a, b)` renames by position), not the subquery's own, which they
+ * may swap.
+ */
+export function subqueryColumn(item: Extract<FromItem, { kind: 'subquery' }>, name: string): number {
+  return aliasRenamed(item.node, outputNames(item.query)).indexOf(name);
 }
 
 export function targetName(target: Node): string {

@@ -16,6 +16,7 @@ import {
   stringValue,
   walk,
 } from '../ast.js';
+import { outputNames, subqueryColumn } from './names.js';
 
 /** For each FROM item that is a grouped subquery, the WHERE equalities that can probe it. */
 export function probeQuals(items: FromItem[], where: Node | undefined): Map<number, Node[]> {
@@ -48,7 +49,10 @@ export function probeQuals(items: FromItem[], where: Node | undefined): Map<numb
       // Only items before it may be named: LATERAL sees what precedes it in the FROM list.
       const before = (a: string) => (position.get(a) ?? Number.POSITIVE_INFINITY) < at;
       if (reads.length === 0 || reads.length !== refs.length || !reads.every(before)) continue;
-      const qual = `__pgt_q.${deparse({ ColumnRef: { fields: [{ String: { sval: ref[1] } }] } })} = ${deparse(other)}`;
+      // The wrapper reads the subquery under its own output names.
+      const own = outputNames(item.query)[subqueryColumn(item, ref[1])];
+      if (own === undefined) continue;
+      const qual = `__pgt_q.${deparse({ ColumnRef: { fields: [{ String: { sval: own } }] } })} = ${deparse(other)}`;
       probes.set(at, [...(probes.get(at) ?? []), ...parsedWhere(qual)]);
       break;
     }

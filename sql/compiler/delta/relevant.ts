@@ -7,12 +7,13 @@
 import { ident, qualified } from '../../../shared/pg/quote.js';
 import type { FromItem } from '../analyze.js';
 import { conjuncts, deparse, type Node, walk } from '../ast.js';
+import { subqueryColumn } from './names.js';
 import { columnRef, equality } from './probe.js';
 import { deltaCte, type Sources } from './sources.js';
 
 export interface Relevant {
-  /** The subquery's output column the block joins on. */
-  column: string;
+  /** The position of the subquery's output the block joins on. */
+  position: number;
   /** A SELECT of the values that column can match: a superset of the keys the block reads. */
   sql: string;
 }
@@ -50,8 +51,10 @@ export function relevantKeys(
       const value = deparse(other);
       const cond = filters.map((f) => deparse(f)).join(' AND ');
       const changes = deltaCte(sources.use(p.relation).index);
+      const position = subqueryColumn(s, sub[1]);
+      if (position < 0) continue;
       relevant.set(at.get(sub[0]) ?? -1, {
-        column: sub[1],
+        position,
         sql: `SELECT ${value} FROM ${qualified(p.relation.schema, p.relation.name)} AS ${ident(p.alias)} WHERE ${cond}
           UNION ALL SELECT ${value} FROM ${changes} AS ${ident(p.alias)} WHERE ${cond}`,
       });
