@@ -146,12 +146,17 @@ function groupedDelta(
           changes: '__pgt_x',
         })
       : undefined;
-  const before = `(SELECT ${cols.map((c) => `__pgt_z.${c}`).join(', ')}
+  const before =
+    algebraic ??
+    aggregate(
+      `(SELECT ${cols.map((c) => `__pgt_z.${c}`).join(', ')}
       FROM (SELECT ${cols.join(', ')}, sum(__pgt_u.__pgt_w) AS __pgt_n
               FROM (SELECT ${cols.join(', ')}, 1 AS __pgt_w FROM __pgt_y
                     UNION ALL SELECT ${cols.join(', ')}, -__pgt_w FROM __pgt_x) __pgt_u
              GROUP BY ${cols.join(', ')}) __pgt_z
-      CROSS JOIN LATERAL pg_catalog.generate_series(1, __pgt_z.__pgt_n) WHERE __pgt_z.__pgt_n > 0)`;
+      CROSS JOIN LATERAL pg_catalog.generate_series(1, __pgt_z.__pgt_n) WHERE __pgt_z.__pgt_n > 0)`,
+      -1,
+    );
   // Only the groups the enclosing block can join (relevant.ts): the changes of other groups are
   // dropped before they touch anything.
   const joinedKey = relevant && op.kind === 'aggregate' ? keyAt(op, keys, relevant.position) : undefined;
@@ -163,7 +168,7 @@ function groupedDelta(
   const sql = deparse({
     SelectStmt: parsed(`WITH __pgt_x AS (${x}),
                __pgt_y AS (${deparse({ SelectStmt: current })})
-          ${aggregate('__pgt_y', 1)} UNION ALL ${algebraic ?? aggregate(before, -1)}`),
+          ${aggregate('__pgt_y', 1)} UNION ALL ${before}`),
   });
   return { cte: sources.derived(sql), names, guard: anyOf(arms.map((a) => a.guard)) };
 }

@@ -45,14 +45,13 @@ export function relevantKeys(
       ) {
         continue;
       }
+      const position = subqueryColumn(s, sub[1]);
       // Any subset of the partner's own conditions gives a superset of the keys: only plain ones.
       const filters = all.filter((c) => c !== conjunct && readsOnly(c, p.alias));
-      if (filters.length === 0) continue;
+      if (position < 0 || filters.length === 0) continue;
       const value = deparse(other);
       const cond = filters.map((f) => deparse(f)).join(' AND ');
       const changes = deltaCte(sources.use(p.relation).index);
-      const position = subqueryColumn(s, sub[1]);
-      if (position < 0) continue;
       relevant.set(at.get(sub[0]) ?? -1, {
         position,
         sql: `SELECT ${value} FROM ${qualified(p.relation.schema, p.relation.name)} AS ${ident(p.alias)} WHERE ${cond}
