@@ -301,14 +301,14 @@ export function functionName(funcname: Node[] | undefined): string {
   return stringValue(funcname?.at(-1)) ?? '';
 }
 
-export function isAggregateCall(node: Record<string, unknown>, facts: CompileFacts): boolean {
+export function isAggregateCall(node: Record<string, unknown>, aggregateNames: ReadonlySet<string>): boolean {
   const call = node.FuncCall as { funcname?: Node[]; over?: unknown } | undefined;
-  return call !== undefined && !call.over && facts.aggregateNames.has(functionName(call.funcname));
+  return call !== undefined && !call.over && aggregateNames.has(functionName(call.funcname));
 }
 
 function hasAggregate(targets: Node[] | undefined, scope: Scope): boolean {
   for (const { node } of walk(targets)) {
-    if (isAggregateCall(node, scope.facts)) return true;
+    if (isAggregateCall(node, scope.facts.aggregateNames)) return true;
   }
   return false;
 }

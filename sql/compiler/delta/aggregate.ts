@@ -48,7 +48,7 @@ export interface Agg {
 export class NotAlgebraic extends Error {}
 
 // Parts of names and literals: never a group key or an aggregate on their own.
-export const LEAVES = ['String', 'Integer', 'Float', 'Boolean', 'BitString', 'TypeName', 'A_Star'];
+const LEAVES = ['String', 'Integer', 'Float', 'Boolean', 'BitString', 'TypeName', 'A_Star'];
 
 export const keyName = (j: number) => `__pgt_k${j}`;
 const argName = (i: number) => `__pgt_a${i}`;
@@ -98,22 +98,22 @@ function algebraic(op: Extract<QueryOp, { kind: 'aggregate' }>, keys: Node[], ct
   const aggs: Agg[] = [];
   const aggIndex = new Map<string, number>();
 
-  const replace = (node: Node): Node => {
-    if (LEAVES.some((leaf) => leaf in node)) return node;
-    const text = deparse(node);
-    const key = keyTexts.indexOf(text);
-    if (key >= 0) return expr(`n.${keyName(key)}`);
-    if (isAggregateCall(node as Record<string, unknown>, ctx.facts)) {
-      let i = aggIndex.get(text);
-      if (i === undefined) {
-        i = aggs.push(classify(node, op.from)) - 1;
-        aggIndex.set(text, i);
-      }
-      return expr(finalize(aggs[i] as Agg, i));
-    }
-    if ('ColumnRef' in node) throw new NotAlgebraic();
-    return mapChildren(node, replace);
-  };
+  const replace = (node: Node): Node =>
+    overStates(
+      node,
+      keyTexts,
+      ctx.facts.aggregateNames,
+      (j) => `n.${keyName(j)}`,
+      (call) => {
+        const text = deparse(call);
+        let i = aggIndex.get(text);
+        if (i === undefined) {
+          i = aggs.push(classify(call, op.from)) - 1;
+          aggIndex.set(text, i);
+        }
+        return finalize(aggs[i] as Agg, i);
+      },
+    );
   const finals = (op.stmt.targetList ?? []).map((t) => {
     if (!('ResTarget' in t) || !t.ResTarget.val) throw new NotAlgebraic();
     return deparse(replace(t.ResTarget.val));
@@ -440,6 +440,29 @@ function groupApply(
     inserted: '((SELECT count(*) FROM __pgt_ins) + (SELECT count(*) FROM __pgt_upd))',
     deleted: '((SELECT count(*) FROM __pgt_del) + (SELECT count(*) FROM __pgt_upd))',
   };
+}
+
+/**
+ * An output or HAVING expression of an aggregate block written over per-group states: a group
+ * key becomes `keyRef(j)`, an aggregate call what `aggregate` makes of it. A column read outside
+ * both is not algebraic.
+ */
+export function overStates(
+  node: Node,
+  keyTexts: string[],
+  aggregateNames: ReadonlySet<string>,
+  keyRef: (j: number) => string,
+  aggregate: (call: Node) => string,
+): Node {
+  const replace = (n: Node): Node => {
+    if (LEAVES.some((leaf) => leaf in n)) return n;
+    const key = keyTexts.indexOf(deparse(n));
+    if (key >= 0) return expr(keyRef(key));
+    if (isAggregateCall(n as Record<string, unknown>, aggregateNames)) return expr(aggregate(n));
+    if ('ColumnRef' in n) throw new NotAlgebraic();
+    return mapChildren(n, replace);
+  };
+  return replace(node);
 }
 
 export function mapChildren(node: Node, f: (n: Node) => Node): Node {

@@ -5,12 +5,9 @@
 // changes added, so only two small aggregations are needed: the touched groups' rows now, and the
 // changes, per group. (TPC-H Q13 at SF 0.1: the netting and expansion took 190 of 670 ms.)
 import { ident } from '../../../shared/pg/quote.js';
-import { functionName } from '../analyze.js';
-import { deparse, expr, type Node } from '../ast.js';
-import { classify, LEAVES, mapChildren, NotAlgebraic } from './aggregate.js';
+import { deparse, type Node } from '../ast.js';
+import { classify, keyName, NotAlgebraic, overStates } from './aggregate.js';
 import type { Grouped } from './grouped.js';
-
-const key = (j: number) => `__pgt_k${j}`;
 
 /**
  * The block's rows for the touched groups as they were, each weighted −1, or undefined when an
@@ -29,41 +26,42 @@ export function algebraicBefore(
   const keyTexts = keys.map((k) => deparse(k));
   const states: { count: string; sum?: string; arg: string }[] = [];
   const finals: string[] = [];
-  const replace = (node: Node): Node => {
-    if (LEAVES.some((leaf) => leaf in node)) return node;
-    const j = keyTexts.indexOf(deparse(node));
-    if (j >= 0) return expr(`__pgt_b.${key(j)}`);
-    const call = 'FuncCall' in node ? node.FuncCall : undefined;
-    if (call && !call.over && aggregates.has(functionName(call.funcname))) {
-      const agg = classify(node, op.from);
-      const i = states.length;
-      const count = `__pgt_bc${i}`;
-      const sum = `__pgt_bs${i}`;
-      switch (agg.kind) {
-        case 'count_star':
-          return expr('__pgt_b.__pgt_n');
-        case 'count':
-          states.push({ count, arg: deparse(overInput(call.args?.[0] as Node)) });
-          // A group whose changes hold no value of the argument has no share of it: NULL, not 0.
-          return expr(`coalesce(__pgt_b.${count}, 0)`);
-        case 'sum':
-          states.push({ count, sum, arg: deparse(overInput(call.args?.[0] as Node)) });
-          return expr(`(CASE WHEN __pgt_b.${count} > 0 THEN __pgt_b.${sum} END)::${agg.sumType}`);
-        case 'avg':
-          states.push({ count, sum, arg: deparse(overInput(call.args?.[0] as Node)) });
-          return expr(`(CASE WHEN __pgt_b.${count} > 0 THEN __pgt_b.${sum} / __pgt_b.${count} END)`);
-        case 'min':
-        case 'max':
-          throw new NotAlgebraic();
-        default: {
-          const exhaustive: never = agg.kind;
-          return exhaustive;
+  const replace = (node: Node): Node =>
+    overStates(
+      node,
+      keyTexts,
+      aggregates,
+      (j) => `__pgt_b.${keyName(j)}`,
+      (call) => {
+        const agg = classify(call, op.from);
+        const i = states.length;
+        const count = `__pgt_bc${i}`;
+        const sum = `__pgt_bs${i}`;
+        const arg = () =>
+          deparse(overInput((call as { FuncCall: { args?: Node[] } }).FuncCall.args?.[0] as Node));
+        switch (agg.kind) {
+          case 'count_star':
+            return '__pgt_b.__pgt_n';
+          case 'count':
+            states.push({ count, arg: arg() });
+            // A group whose changes hold no value of the argument has no share of it: NULL, not 0.
+            return `coalesce(__pgt_b.${count}, 0)`;
+          case 'sum':
+            states.push({ count, sum, arg: arg() });
+            return `(CASE WHEN __pgt_b.${count} > 0 THEN __pgt_b.${sum} END)::${agg.sumType}`;
+          case 'avg':
+            states.push({ count, sum, arg: arg() });
+            return `(CASE WHEN __pgt_b.${count} > 0 THEN __pgt_b.${sum} / __pgt_b.${count} END)`;
+          case 'min':
+          case 'max':
+            throw new NotAlgebraic();
+          default: {
+            const exhaustive: never = agg.kind;
+            return exhaustive;
+          }
         }
-      }
-    }
-    if ('ColumnRef' in node) throw new NotAlgebraic();
-    return mapChildren(node, replace);
-  };
+      },
+    );
   let having: string | undefined;
   try {
     for (const [i, t] of (op.stmt.targetList ?? []).entries()) {
@@ -80,14 +78,14 @@ export function algebraicBefore(
   // Each relation's share per group, in the same columns; the changes count against it.
   const partial = (relation: string, weight: string) =>
     `SELECT ${[
-      ...grouped.map((g, j) => `${g} AS ${key(j)}`),
+      ...grouped.map((g, j) => `${g} AS ${keyName(j)}`),
       `sum(${weight}) AS __pgt_n`,
       ...states.flatMap((s) => [
         `sum(${weight}) FILTER (WHERE ${s.arg} IS NOT NULL) AS ${s.count}`,
         ...(s.sum ? [`sum(${weight} * (${s.arg})::numeric) AS ${s.sum}`] : []),
       ]),
     ].join(', ')} FROM ${relation} __pgt_in GROUP BY ${grouped.join(', ')}`;
-  const keyCols = keys.map((_, j) => key(j));
+  const keyCols = keys.map((_, j) => keyName(j));
   // Sums of bigint counts are numeric: cast back, so that a count compares and hashes as before.
   const combined = `SELECT ${[
     ...keyCols.map((k) => `__pgt_p.${k}`),
