@@ -105,16 +105,18 @@ export function spawnNode(options: NodeProcessOptions): NodeProcess {
 /** Resolves when the node logged a line whose msg is `msg`. */
 export async function logged(node: NodeProcess, msg: string, timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs;
+  const last = () =>
+    node.logs
+      .slice(-10)
+      .map((l) => JSON.stringify(l))
+      .join('\n');
   while (!node.logs.some((l) => l.msg === msg)) {
     if (Date.now() > deadline) {
-      throw new Error(
-        `node ${node.id} did not log "${msg}" within ${timeoutMs} ms; last lines:\n${node.logs
-          .slice(-10)
-          .map((l) => JSON.stringify(l))
-          .join('\n')}`,
-      );
+      throw new Error(`node ${node.id} did not log "${msg}" within ${timeoutMs} ms; last lines:\n${last()}`);
     }
-    if (node.proc.exitCode !== null) throw new Error(`node ${node.id} exited with ${node.proc.exitCode}`);
+    if (node.proc.exitCode !== null) {
+      throw new Error(`node ${node.id} exited with ${node.proc.exitCode}; last lines:\n${last()}`);
+    }
     await new Promise((r) => setTimeout(r, 50));
   }
 }
