@@ -333,6 +333,54 @@ describe('subqueries in WHERE and HAVING', () => {
     expect(plan.deltaSql).not.toContain('OFFSET 0 ) AS __pgt_sq0');
   });
 
+  it('nets a grouped delta whose rows can be compared, so a group that looks the same now and before drops out', () => {
+    const keys = compile(
+      facts(
+        'SELECT c.region FROM public.customers c WHERE EXISTS (SELECT 1 FROM public.orders o WHERE o.cid = c.id)',
+        ['region'],
+      ),
+    ).deltaSql;
+    expect(keys).toContain('GROUP BY __pgt_k0 HAVING sum(__pgt_v.__pgt_w) <> 0');
+    const values = compile(
+      facts(
+        'SELECT o.id FROM public.orders o WHERE o.amount < (SELECT 0.5 * avg(o2.amount) FROM public.orders o2 WHERE o2.cid = o.cid)',
+        ['id'],
+      ),
+    ).deltaSql;
+    expect(values).toMatch(/GROUP BY __pgt_k0, __pgt_v HAVING sum\(__pgt_v\.__pgt_w\) <> 0/);
+    // string_agg's text would group, but an aggregate of unknown type may have no equality.
+    const unknown = compile(
+      facts(
+        "SELECT s.cid, s.names FROM (SELECT o.cid, string_agg(o.amount::text, ',') AS names FROM public.orders o GROUP BY o.cid) s",
+        ['cid', 'names'],
+      ),
+    ).deltaSql;
+    expect(unknown).not.toContain('HAVING sum(__pgt_v.__pgt_w) <> 0');
+  });
+
+  it('probes a grouped subquery on the right of a left join by its ON equalities (NOT EXISTS)', () => {
+    const plan = compile(
+      facts(
+        'SELECT c.id FROM public.customers c WHERE NOT EXISTS (SELECT 1 FROM public.orders o WHERE o.cid = c.id)',
+        ['id'],
+      ),
+    );
+    // Joined to the customers' changes, the keys as they were are read per change through LATERAL.
+    expect(plan.deltaSql).toMatch(
+      /FROM __pgt_d0 AS c JOIN LATERAL \( SELECT \* FROM \( SELECT \* FROM \( SELECT o\.cid AS __pgt_k0, 1 AS __pgt_w FROM public\.orders AS o WHERE o\.cid IS NOT NULL GROUP BY o\.cid \) AS __pgt_q UNION ALL/,
+    );
+  });
+
+  it('probes the grouped subqueries of a grouped block where it reads its touched groups', () => {
+    const plan = compile(
+      facts(
+        'SELECT c.region FROM public.customers c WHERE c.id IN (SELECT o.cid FROM public.orders o WHERE o.amount > (SELECT avg(o2.amount) FROM public.orders o2 WHERE o2.cid = o.id))',
+        ['region'],
+      ),
+    );
+    expect(plan.deltaSql).toContain('__pgt_y AS (SELECT o.cid AS __pgt_c0 FROM public.orders AS o, LATERAL');
+  });
+
   it('gives the same plan text for the same query', () => {
     const q = facts(
       'SELECT o.id FROM public.orders o WHERE o.amount < (SELECT avg(o2.amount) FROM public.orders o2 WHERE o2.cid = o.cid) AND NOT EXISTS (SELECT 1 FROM public.customers c WHERE c.id = o.cid)',

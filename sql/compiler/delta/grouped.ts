@@ -61,9 +61,10 @@ export function groupedOld(
   return () => {
     const { withClause: _w, sortClause: _s, ...block } = op.stmt;
     const renamed = targets(op.stmt, block.targetList ?? []);
+    const side = fromListSide(op.from, sources, op.stmt.whereClause);
     const now: SelectStmt = {
       ...block,
-      fromClause: fromListSide(op.from, sources).cur,
+      fromClause: side.probe ?? side.cur,
       targetList: [...renamed, resTarget(expr('1'), '__pgt_w')],
     };
     const delta = groupedDelta(op, sources, targets, relevant);
@@ -165,12 +166,54 @@ function groupedDelta(
     relevant && joinedKey
       ? `SELECT * FROM (${changes}) __pgt_in WHERE ${deparse(overInput(joinedKey))} IN (${relevant.sql})`
       : changes;
-  const sql = deparse({
-    SelectStmt: parsed(`WITH __pgt_x AS (${x}),
+  const both = `WITH __pgt_x AS (${x}),
                __pgt_y AS (${deparse({ SelectStmt: current })})
-          ${aggregate('__pgt_y', 1)} UNION ALL ${before}`),
-  });
-  return { cte: sources.derived(sql), names, guard: anyOf(arms.map((a) => a.guard)) };
+          ${aggregate('__pgt_y', 1)} UNION ALL ${before}`;
+  // A touched group whose row is the same now as before (a key that still has rows, a min that
+  // did not move) cancels out here rather than in every arm that joins it. Netting compares
+  // whole rows, so it is done only where each column has an equality by construction.
+  const outputNames = names.map(ident);
+  const sql =
+    op.kind === 'aggregate' && outputs.every((t) => comparable(t, keys))
+      ? `SELECT ${outputNames.join(', ')}, sum(__pgt_v.__pgt_w) AS __pgt_w FROM (${both}) __pgt_v
+          GROUP BY ${outputNames.join(', ')} HAVING sum(__pgt_v.__pgt_w) <> 0`
+      : both;
+  return {
+    cte: sources.derived(deparse({ SelectStmt: parsed(sql) })),
+    names,
+    guard: anyOf(arms.map((a) => a.guard)),
+  };
+}
+
+// Aggregates whose values have a btree equality whatever they aggregate: min and max order by
+// one, count is bigint, and sum and avg exist for numbers, intervals and money.
+const COMPARABLE_AGGREGATES = new Set(['count', 'sum', 'avg', 'min', 'max']);
+
+/** Whether a grouped subquery's output can be grouped on: a group key, such an aggregate, or arithmetic of them. */
+function comparable(target: Node, keys: Node[]): boolean {
+  const value = 'ResTarget' in target ? target.ResTarget.val : undefined;
+  const keyTexts = new Set(keys.map((k) => deparse(k)));
+  const scalar = (node: Node): boolean => {
+    if (keyTexts.has(deparse(node))) return true;
+    if ('A_Const' in node) return node.A_Const.ival !== undefined || node.A_Const.fval !== undefined;
+    if ('FuncCall' in node) {
+      const names = (node.FuncCall.funcname ?? []).map(stringValue);
+      const name =
+        names.length === 2 && names[0] === 'pg_catalog'
+          ? names[1]
+          : names.length === 1
+            ? names[0]
+            : undefined;
+      return name !== undefined && COMPARABLE_AGGREGATES.has(name) && !node.FuncCall.over;
+    }
+    return (
+      'A_Expr' in node &&
+      node.A_Expr.kind === 'AEXPR_OP' &&
+      ['+', '-', '*', '/'].includes(stringValue(node.A_Expr.name?.[0]) ?? '') &&
+      [node.A_Expr.lexpr, node.A_Expr.rexpr].every((n) => n === undefined || scalar(n))
+    );
+  };
+  return value !== undefined && scalar(value);
 }
 
 /**
@@ -181,7 +224,8 @@ function groupedDelta(
  * for two touched orders).
  */
 function narrowed(op: Grouped, keys: Node[], touched: string[], sources: Sources): Node[] {
-  const from = fromListSide(op.from, sources).cur;
+  const side = fromListSide(op.from, sources, op.stmt.whereClause);
+  const from = side.probe ?? side.cur;
   const [item] = op.from;
   const node = from[0];
   if (op.from.length !== 1 || item?.kind !== 'subquery' || item.query.kind !== 'aggregate' || !node)

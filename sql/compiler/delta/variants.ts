@@ -84,6 +84,8 @@ export function combine<A, B, C>(
   const { old: aOld } = a;
   const { old: bOld } = b;
   const cur = make(a.cur, b.cur);
+  // Probed items stay probed in every arm that joins the pair as it is now.
+  const probe = a.probe || b.probe ? { probe: make(aNow.node, bNow.node) } : {};
   const old = aOld && bOld ? () => pair(aOld(), bOld()) : undefined;
   if (aOld || bOld) {
     // ΔA⋈B_old + A_now⋈ΔB, or symmetrically ΔA⋈B_now + A_old⋈ΔB when only A has an old state.
@@ -107,6 +109,7 @@ export function combine<A, B, C>(
     };
     return {
       cur,
+      ...probe,
       old,
       deltas: [
         ...a.deltas.flatMap((da) => across(da, b, bNow, !leftOld, (t) => pair(da, t))),
@@ -125,6 +128,7 @@ export function combine<A, B, C>(
   );
   return {
     cur,
+    ...probe,
     old,
     deltas: [
       ...a.deltas.map((da) => ({ ...da, ...pair(da, bNow) })),
@@ -161,6 +165,7 @@ export function fromListSide(items: FromItem[], sources: Sources, where?: Node):
   const { old } = side;
   return {
     cur: inOrder(side.cur),
+    ...(side.probe ? { probe: inOrder(side.probe) } : {}),
     old:
       old &&
       (() => {
@@ -219,18 +224,32 @@ export function fromItemSide(
     case 'constant':
       return { cur: item.node, old: () => ({ node: item.node, factors: [] }), deltas: [] };
     case 'join': {
+      const join = (item.node as { JoinExpr: { quals?: Node } }).JoinExpr;
+      // The right side of an inner or left join may read the left one (LATERAL), so a grouped
+      // subquery there is probed by its ON equalities, as one in a FROM list is by WHERE
+      // (TPC-H Q21's NOT EXISTS, a left join to the keys of all of lineitem).
+      const probes =
+        item.type === 'inner' || item.type === 'left'
+          ? probeQuals([item.left, item.right], join.quals).get(1)
+          : undefined;
       const left = fromItemSide(item.left, sources);
-      const right = fromItemSide(item.right, sources);
+      const right = fromItemSide(item.right, sources, probes);
+      const probe =
+        left.probe || right.probe
+          ? { JoinExpr: { ...join, larg: left.probe ?? left.cur, rarg: right.probe ?? right.cur } }
+          : undefined;
       switch (item.type) {
         case 'inner': {
-          const join = (item.node as { JoinExpr: object }).JoinExpr;
           const oldOn = itemRows(item.left) < itemRows(item.right) ? 'left' : 'right';
-          return combine(left, right, (larg, rarg) => ({ JoinExpr: { ...join, larg, rarg } }), oldOn);
+          const side = combine(left, right, (larg, rarg) => ({ JoinExpr: { ...join, larg, rarg } }), oldOn);
+          return probe ? { ...side, probe } : side;
         }
         case 'left':
         case 'right':
-        case 'full':
-          return outerJoinSide({ ...item, type: item.type }, left, right, sources.referenced);
+        case 'full': {
+          const side = outerJoinSide({ ...item, type: item.type }, left, right, sources);
+          return probe ? { ...side, probe } : side;
+        }
         default:
           return unreachable(item.type);
       }
