@@ -152,6 +152,7 @@ export class RefreshNode {
   private reconciling: Promise<void> = Promise.resolve();
   private reconcileAgain = false;
   private catalogLoading: Promise<void> | undefined;
+  private catalogReread: Promise<void> | undefined;
   private ticking = false;
   /** the WARNING while the catalog version is not the one this node expects; no refreshes then */
   private catalogMismatch: string | undefined;
@@ -453,8 +454,20 @@ export class RefreshNode {
     );
   }
 
-  private async loadCatalog(): Promise<void> {
-    if (this.catalogLoading) return this.catalogLoading;
+  // A request while a read runs (a pg_trickle_catalog notification) may come from a commit that
+  // read's snapshot missed: one more read follows it, shared by every request meanwhile.
+  private loadCatalog(): Promise<void> {
+    if (this.catalogLoading === undefined) return this.readCatalog();
+    this.catalogReread ??= this.catalogLoading
+      .catch(() => undefined)
+      .then(() => {
+        this.catalogReread = undefined;
+        return this.loadCatalog();
+      });
+    return this.catalogReread;
+  }
+
+  private readCatalog(): Promise<void> {
     this.catalogLoading = (async () => {
       const pool = this.pool;
       if (!pool) return;
@@ -486,12 +499,18 @@ export class RefreshNode {
         }
         const before = previous.get(held.id);
         held.row = row;
+        const snapshot = held.actor.getSnapshot();
+        const facts = this.facts(row, snapshot.value === 'reinit');
+        // A rebuild is compared with what the actor knows, not with the previous read: its own
+        // reinit clears the flag between two reads, so a mark after it (a source's plan changed
+        // its columns) would read as no change, and the table would refresh without a plan
+        // until a takeover rebuilt it, holding the diamond's group and its readers up then.
         if (
           before?.schedule !== row.schedule ||
           before?.status !== row.status ||
-          before?.needsReinit !== row.needsReinit
+          facts.needsReinit !== snapshot.context.needsReinit
         ) {
-          held.actor.send({ type: 'CATALOG_CHANGED', facts: this.facts(row) });
+          held.actor.send({ type: 'CATALOG_CHANGED', facts });
         }
       }
       this.coordinator?.poke();
@@ -501,14 +520,16 @@ export class RefreshNode {
     return this.catalogLoading;
   }
 
-  private facts(row: StreamTableRow) {
+  // A reinit under way serves a flag read before it commits; a mark after its commit waited for
+  // its row lock, and a later read shows it.
+  private facts(row: StreamTableRow, reinitRunning = false) {
     return {
       name: row.qualifiedName,
       schedule: this.dag?.schedules.has(row.id)
         ? scheduleOf(this.dag, row.id)
         : { kind: 'interval' as const, ms: 60_000 },
       status: row.status,
-      needsReinit: row.needsReinit,
+      needsReinit: row.needsReinit && !reinitRunning,
     };
   }
 

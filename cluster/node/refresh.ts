@@ -59,6 +59,26 @@ function toResult(row: Row | undefined): RefreshResult {
   };
 }
 
+// PostgreSQL ending a session while no query runs on it (a reinit's idle-in-transaction timeout
+// through a node paused between two statements, a terminated backend) reaches the client as an
+// 'error' event. pg-pool listens for it only while the client is idle in the pool, and an 'error'
+// event nobody hears ends the process; a checked-out client keeps it to be discarded on release.
+async function checkout(pool: pg.Pool): Promise<{ client: pg.PoolClient; release(err?: Error): void }> {
+  const client = await pool.connect();
+  let lost: Error | undefined;
+  const onError = (err: Error) => {
+    lost = err;
+  };
+  client.on('error', onError);
+  return {
+    client,
+    release: (err) => {
+      client.off('error', onError);
+      client.release(err ?? lost);
+    },
+  };
+}
+
 function fenced(err: unknown, id: string): unknown {
   return (err as { code?: unknown } | null)?.code === 'PT001'
     ? new StaleFencingEpoch(id, { cause: err })
@@ -79,7 +99,7 @@ export async function refreshOnce(
   // _refresh returns no row both when nothing is new and when another session holds the lock,
   // and tells them apart only by its NOTICE (migration 0003, which cannot change): the busy
   // case counts as a served slot, the other leaves the table due (afterSuccess).
-  const client = await pool.connect();
+  const { client, release } = await checkout(pool);
   let busy = false;
   const onNotice = (notice: { message?: string }) => {
     if (BUSY_NOTICE.test(notice.message ?? '')) busy = true;
@@ -97,7 +117,7 @@ export async function refreshOnce(
     client.off('notice', onNotice);
     // Like pool.query, a client whose query failed is discarded: after pg_terminate_backend()
     // it would otherwise go back to the pool before it knows its connection is gone.
-    client.release(failure);
+    release(failure);
   }
 }
 
@@ -174,7 +194,7 @@ export async function reinitOnce(
   input: RefreshInput,
   idleInTransactionMs?: number,
 ): Promise<RefreshResult> {
-  const client = await pool.connect();
+  const { client, release } = await checkout(pool);
   let failure: Error | undefined;
   try {
     await client.query(
@@ -213,7 +233,7 @@ export async function reinitOnce(
     throw fenced(err, input.id);
   } finally {
     // A session PostgreSQL ended (the idle timeout) must not go back to the pool.
-    client.release(failure);
+    release(failure);
   }
 }
 
