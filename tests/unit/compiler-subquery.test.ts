@@ -371,6 +371,25 @@ describe('subqueries in WHERE and HAVING', () => {
     );
   });
 
+  it('probes a grouped subquery only on a key that is a column of a table it reads, which an index can serve', () => {
+    // Nexmark's highest bid per window: the key is an expression, and a probe pushed below the
+    // GROUP BY would filter a whole scan per partner row.
+    const expression = compile(
+      facts(
+        'SELECT o.id FROM (public.orders o JOIN (SELECT max(o2.amount) AS top, (o2.cid / 10) AS bucket FROM public.orders o2 GROUP BY (o2.cid / 10)) m ON ((o.amount = m.top) AND ((o.cid / 10) = m.bucket)))',
+        ['id'],
+      ),
+    ).deltaSql;
+    expect(expression).not.toContain('JOIN LATERAL ( SELECT * FROM (');
+    const column = compile(
+      facts(
+        'SELECT o.id FROM (public.orders o JOIN (SELECT max(o2.amount) AS top, o2.cid FROM public.orders o2 GROUP BY o2.cid) m ON ((o.amount = m.top) AND (o.cid = m.cid)))',
+        ['id'],
+      ),
+    ).deltaSql;
+    expect(column).toContain('JOIN LATERAL ( SELECT * FROM (');
+  });
+
   it('probes the grouped subqueries of a grouped block where it reads its touched groups', () => {
     const plan = compile(
       facts(
