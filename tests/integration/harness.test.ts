@@ -83,7 +83,9 @@ describe.skipIf(!natsUrl)('nats harness', () => {
         const kv = await new Kvm(nc).create('h', { replicas: 3 });
         expect((await kv.status()).replicas).toBe(3);
         await kv.put('k', 'v');
-        expect((await kv.get('k'))?.string()).toBe('v');
+        // A get is a direct get, which any replica may answer, one that has not applied the put
+        // yet included (a CI run read nothing right after it).
+        await expect.poll(async () => (await kv.get('k'))?.string(), { timeout: 5_000 }).toBe('v');
       } finally {
         await nc.close();
       }
