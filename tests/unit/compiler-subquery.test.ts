@@ -400,6 +400,20 @@ describe('subqueries in WHERE and HAVING', () => {
     expect(plan.deltaSql).toContain('__pgt_y AS (SELECT o.cid AS __pgt_c0 FROM public.orders AS o, LATERAL');
   });
 
+  it('computes the grouped subquery a scalar aggregate reads once for its value now, before and its delta', () => {
+    const delta = compile(
+      facts(
+        'SELECT o.id FROM public.orders o WHERE o.amount = (SELECT max(s.total) FROM (SELECT o2.cid, sum(o2.amount) AS total FROM public.orders o2 GROUP BY o2.cid) s)',
+        ['id'],
+      ),
+    ).deltaSql;
+    expect(delta).toMatch(
+      /(__pgt_g\d+) AS MATERIALIZED \(SELECT o2\.cid, sum\(o2\.amount\) AS total FROM public\.orders AS o2 GROUP BY o2\.cid\)/,
+    );
+    const cte = delta.match(/(__pgt_g\d+) AS MATERIALIZED \(SELECT o2\.cid, sum/)?.[1];
+    expect(delta.split(`FROM ${cte} AS s`)).toHaveLength(4);
+  });
+
   it('gives the same plan text for the same query', () => {
     const q = facts(
       'SELECT o.id FROM public.orders o WHERE o.amount < (SELECT avg(o2.amount) FROM public.orders o2 WHERE o2.cid = o.cid) AND NOT EXISTS (SELECT 1 FROM public.customers c WHERE c.id = o.cid)',

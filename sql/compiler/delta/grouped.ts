@@ -64,7 +64,7 @@ export function groupedOld(
     const side = fromListSide(op.from, sources, op.stmt.whereClause);
     const now: SelectStmt = {
       ...block,
-      fromClause: side.probe ?? side.cur,
+      fromClause: sharedFrom(op, sources) ?? side.probe ?? side.cur,
       targetList: [...renamed, resTarget(expr('1'), '__pgt_w')],
     };
     const delta = groupedDelta(op, sources, targets, relevant);
@@ -73,6 +73,30 @@ export function groupedOld(
     return parsed(`SELECT * FROM (${deparse({ SelectStmt: now })}) __pgt_q
       UNION ALL SELECT ${[...names, '-__pgt_w'].join(', ')} FROM ${delta.cte}`);
   };
+}
+
+/**
+ * The FROM list of an aggregate without GROUP BY or WHERE, its subqueries read from CTEs of the
+ * statement: it reads every row of them, so nothing is lost by not pushing a condition down,
+ * and its value now, the value its delta starts from and the rows that delta reads share one
+ * computation of each (TPC-H Q15's max over revenue0, which aggregated lineitem three times).
+ */
+export function sharedFrom(op: Grouped, sources: Sources): Node[] | undefined {
+  if (op.kind !== 'aggregate' || op.groupBy.length > 0 || op.stmt.whereClause) return undefined;
+  if (!op.from.some((item) => item.kind === 'subquery')) return undefined;
+  return op.from.map((item) => {
+    if (item.kind !== 'subquery') return item.node;
+    const sub = (item.node as { RangeSubselect: { subquery: Node; alias?: { aliasname?: string } } })
+      .RangeSubselect;
+    return {
+      RangeVar: {
+        relname: sources.derived(deparse(sub.subquery)),
+        inh: true,
+        relpersistence: 'p',
+        alias: { ...sub.alias, aliasname: item.alias },
+      },
+    };
+  });
 }
 
 function parsed(sql: string): SelectStmt {
@@ -133,7 +157,9 @@ function groupedDelta(
       ${groupBy} ${having ? `HAVING ${deparse(having)}` : ''}`;
   const current: SelectStmt = {
     ...block,
-    fromClause: global ? fromListSide(op.from, sources).cur : narrowed(op, keys, grouped, sources),
+    fromClause: global
+      ? (sharedFrom(op, sources) ?? fromListSide(op.from, sources).cur)
+      : narrowed(op, keys, grouped, sources),
     targetList: [...refs.values()].map((r, i) => resTarget(r, col(i))),
     whereClause: and([
       block.whereClause,

@@ -8,9 +8,10 @@
 // of it (outer-join.ts).
 import { ident } from '../../../shared/pg/quote.js';
 import { unreachable } from '../../../shared/unreachable.js';
-import type { FromItem } from '../analyze.js';
+import type { FromItem, QueryOp } from '../analyze.js';
 import { deparse, type Node, type SelectStmt } from '../ast.js';
 import { type Arm, queryArms, queryOld } from './arms.js';
+import { sharedFrom } from './grouped.js';
 import { allOf, changed, type Guard } from './guard.js';
 import { outputNames } from './names.js';
 import { outerJoinSide } from './outer-join.js';
@@ -52,6 +53,13 @@ export interface Side<T> {
   oldTerms?: () => Term<T>[];
   /** The item as it is now and as it was, for joining to a delta: read only where probed (probe.ts). */
   probe?: T;
+  /**
+   * The item now with the grouped subqueries inside it probed by the rest of it (a join whose
+   * right side reads its left one): the probes need no other item, so every arm that reads the
+   * item now reads it so. A probe by another FROM item is worth it only where that item is a
+   * delta; by a whole table (Q15's suppliers) it costs a probe per row of it.
+   */
+  selfProbe?: T;
   oldProbe?: () => Weighted<T>;
   deltas: Variant<T>[];
 }
@@ -79,13 +87,13 @@ export function combine<A, B, C>(
     node: make(x.node, y.node),
     factors: [...x.factors, ...y.factors],
   });
-  const aNow: Weighted<A> = { node: a.probe ?? a.cur, factors: [] };
-  const bNow: Weighted<B> = { node: b.probe ?? b.cur, factors: [] };
+  const aNow: Weighted<A> = { node: a.probe ?? a.selfProbe ?? a.cur, factors: [] };
+  const bNow: Weighted<B> = { node: b.probe ?? b.selfProbe ?? b.cur, factors: [] };
   const { old: aOld } = a;
   const { old: bOld } = b;
   const cur = make(a.cur, b.cur);
-  // Probed items stay probed in every arm that joins the pair as it is now.
-  const probe = a.probe || b.probe ? { probe: make(aNow.node, bNow.node) } : {};
+  const probe =
+    a.selfProbe || b.selfProbe ? { selfProbe: make(a.selfProbe ?? a.cur, b.selfProbe ?? b.cur) } : {};
   const old = aOld && bOld ? () => pair(aOld(), bOld()) : undefined;
   if (aOld || bOld) {
     // ΔA⋈B_old + A_now⋈ΔB, or symmetrically ΔA⋈B_now + A_old⋈ΔB when only A has an old state.
@@ -152,20 +160,25 @@ export function fromListSide(items: FromItem[], sources: Sources, where?: Node):
   const order = items.map((item, i) => ({ i, rows: itemRows(item) })).sort((x, y) => y.rows - x.rows);
   const probes = probeQuals(items, where);
   const relevant = relevantKeys(items, where, sources);
+  const sides = new Map(
+    order.map(({ i }) => [i, fromItemSide(items[i] as FromItem, sources, probes.get(i), relevant.get(i))]),
+  );
   const side = order.reduce<Side<[number, Node][]>>(
     (acc, { i }) =>
-      combine(
-        acc,
-        fromItemSide(items[i] as FromItem, sources, probes.get(i), relevant.get(i)),
-        (list, node): [number, Node][] => [...list, [i, node]],
-      ),
+      combine(acc, sides.get(i) as Side<Node>, (list, node): [number, Node][] => [...list, [i, node]]),
     { cur: [], old: () => ({ node: [], factors: [] }), deltas: [] },
   );
   const inOrder = (list: [number, Node][]) => [...list].sort((x, y) => x[0] - y[0]).map(([, node]) => node);
   const { old } = side;
+  const probed = items.map((_, i) => {
+    const s = sides.get(i) as Side<Node>;
+    return s.probe ?? s.selfProbe ?? s.cur;
+  });
   return {
     cur: inOrder(side.cur),
-    ...(side.probe ? { probe: inOrder(side.probe) } : {}),
+    // The list now with every probe, for a grouped block that reads its own groups: there the
+    // items its subqueries are probed by are read only for the touched groups or probed keys.
+    ...(probed.some((node, i) => node !== sides.get(i)?.cur) ? { probe: probed } : {}),
     old:
       old &&
       (() => {
@@ -234,21 +247,27 @@ export function fromItemSide(
           : undefined;
       const left = fromItemSide(item.left, sources);
       const right = fromItemSide(item.right, sources, probes);
-      const probe =
-        left.probe || right.probe
-          ? { JoinExpr: { ...join, larg: left.probe ?? left.cur, rarg: right.probe ?? right.cur } }
+      const selfProbe =
+        left.selfProbe || right.probe || right.selfProbe
+          ? {
+              JoinExpr: {
+                ...join,
+                larg: left.selfProbe ?? left.cur,
+                rarg: right.probe ?? right.selfProbe ?? right.cur,
+              },
+            }
           : undefined;
       switch (item.type) {
         case 'inner': {
           const oldOn = itemRows(item.left) < itemRows(item.right) ? 'left' : 'right';
           const side = combine(left, right, (larg, rarg) => ({ JoinExpr: { ...join, larg, rarg } }), oldOn);
-          return probe ? { ...side, probe } : side;
+          return selfProbe ? { ...side, selfProbe } : side;
         }
         case 'left':
         case 'right':
         case 'full': {
           const side = outerJoinSide({ ...item, type: item.type }, left, right, sources);
-          return probe ? { ...side, probe } : side;
+          return selfProbe ? { ...side, selfProbe } : side;
         }
         default:
           return unreachable(item.type);
@@ -279,7 +298,10 @@ export function fromItemSide(
       });
       const subquery = (sub as { subquery?: Node }).subquery;
       return {
-        cur: once && subquery ? shared(sources.derived(deparse(subquery))) : item.node,
+        cur:
+          once && subquery
+            ? shared(sources.derived(deparse(onceNow(item.query, subquery, sources))))
+            : item.node,
         old: old && (() => ({ node: oldNode(old()), factors })),
         ...(probedBy?.length
           ? {
@@ -298,6 +320,14 @@ export function fromItemSide(
     default:
       return unreachable(item);
   }
+}
+
+/** A scalar aggregate's query as it is now, its subqueries shared with its delta (sharedFrom). */
+function onceNow(op: QueryOp, subquery: Node, sources: Sources): Node {
+  const from = op.kind === 'aggregate' ? sharedFrom(op, sources) : undefined;
+  if (!from || op.kind !== 'aggregate') return subquery;
+  const { withClause: _w, ...stmt } = op.stmt;
+  return { SelectStmt: { ...stmt, fromClause: from } };
 }
 
 export function renameTargets(targets: Node[], names: string[]): Node[] {
