@@ -51,7 +51,10 @@ export interface Side<T> {
    * union (`old`) it could only be scanned whole, with every estimate above it a guess.
    */
   oldTerms?: () => Term<T>[];
-  /** The item as it is now and as it was, for joining to a delta: read only where probed (probe.ts). */
+  /**
+   * The item as it is now and as it was, for joining to a delta: read only where the items
+   * before it that probe it (probe.ts) bring keys.
+   */
   probe?: T;
   /**
    * The item now with the grouped subqueries inside it probed by the rest of it (a join whose
@@ -92,7 +95,7 @@ export function combine<A, B, C>(
   const { old: aOld } = a;
   const { old: bOld } = b;
   const cur = make(a.cur, b.cur);
-  const probe =
+  const inner =
     a.selfProbe || b.selfProbe ? { selfProbe: make(a.selfProbe ?? a.cur, b.selfProbe ?? b.cur) } : {};
   const old = aOld && bOld ? () => pair(aOld(), bOld()) : undefined;
   if (aOld || bOld) {
@@ -117,7 +120,7 @@ export function combine<A, B, C>(
     };
     return {
       cur,
-      ...probe,
+      ...inner,
       old,
       deltas: [
         ...a.deltas.flatMap((da) => across(da, b, bNow, !leftOld, (t) => pair(da, t))),
@@ -136,7 +139,7 @@ export function combine<A, B, C>(
   );
   return {
     cur,
-    ...probe,
+    ...inner,
     old,
     deltas: [
       ...a.deltas.map((da) => ({ ...da, ...pair(da, bNow) })),
