@@ -64,6 +64,17 @@ const SHAPES: Record<string, string> = {
     'SELECT b.id, b.w FROM b WHERE b.g IN (SELECT s.g FROM (SELECT k.x AS g, sum(k.y) AS t FROM k GROUP BY k.x) s WHERE s.t > 1)',
   in_subquery_having_sum:
     'SELECT a.id FROM a WHERE a.g IN (SELECT b.g FROM b GROUP BY b.g HAVING sum(b.w) > 3)',
+  // A grouped subquery on the right of a join, probed by the ON equalities on its key; its
+  // delta netted where a group's row stays the same.
+  join_grouped_on_right:
+    'SELECT a.id, a.v, s.t FROM a JOIN (SELECT b.g, sum(b.w) AS t, max(b.w) AS m FROM b GROUP BY b.g) s ON s.g = a.g AND s.m >= a.v',
+  // A scalar aggregate over a grouped subquery, which its value now, before and its delta share.
+  scalar_over_grouped:
+    'SELECT a.id, a.g FROM a WHERE a.v = (SELECT max(s.t) FROM (SELECT b.g, sum(b.w) AS t FROM b GROUP BY b.g) s)',
+  // A bare name that is a subquery's column and a table's name: the column, so an update of a
+  // column nobody reads is left out.
+  column_named_as_table:
+    'SELECT k, count(*) AS n FROM (SELECT b.g AS k FROM b JOIN k ON k.x = b.w) s GROUP BY k',
   // Window functions: the partitions a change touches are recomputed (the first five as the
   // stream table's own partitions, but window_over_join, whose partition key is no column of
   // it). Each ORDER BY ends in a key, so that the rows are numbered the same way every time.
