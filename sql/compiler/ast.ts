@@ -73,8 +73,18 @@ export function* walk(node: unknown, key = ''): Generator<{ key: string; node: R
 export function aliasRenamed(node: Node, names: string[]): string[] {
   const holder =
     'RangeVar' in node ? node.RangeVar : 'RangeSubselect' in node ? node.RangeSubselect : undefined;
-  const aliases = (holder?.alias?.colnames ?? []).map((n) => stringValue(n));
+  return renamedBy(names, holder?.alias?.colnames);
+}
+
+/** Column names after a list of column aliases (of a FROM item or a CTE), which rename by position. */
+export function renamedBy(names: string[], colnames: Node[] | undefined): string[] {
+  const aliases = (colnames ?? []).map((n) => stringValue(n));
   return names.map((n, i) => (i < aliases.length ? (aliases[i] ?? '') : n));
+}
+
+/** A CTE of the statement read under a FROM item's alias, its column aliases kept. */
+export function cteRef(relname: string, alias: { colnames?: Node[] } | undefined, aliasname: string): Node {
+  return { RangeVar: { relname, inh: true, relpersistence: 'p', alias: { ...alias, aliasname } } };
 }
 
 export function stringValue(node: Node | undefined): string | undefined {

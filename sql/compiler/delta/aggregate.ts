@@ -92,6 +92,17 @@ export function groupKeys(stmt: SelectStmt, groupBy: Node[]): Node[] {
   });
 }
 
+/** The group key that output `position` of an aggregate block is, if it is one. */
+export function keyAt(
+  op: Extract<QueryOp, { kind: 'aggregate' }>,
+  keys: Node[],
+  position: number,
+): Node | undefined {
+  const target = op.stmt.targetList?.[position];
+  const value = target && 'ResTarget' in target ? target.ResTarget.val : undefined;
+  return value && keys.find((k) => deparse(k) === deparse(value));
+}
+
 function algebraic(op: Extract<QueryOp, { kind: 'aggregate' }>, keys: Node[], ctx: RootContext): RootPlan {
   if (op.stmt.havingClause) throw new NotAlgebraic();
   const keyTexts = keys.map((k) => deparse(k));

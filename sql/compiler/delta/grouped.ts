@@ -10,9 +10,10 @@
 // the same rows only where each window's ORDER BY orders its partition completely (ties in
 // row_number, for one, are broken arbitrarily).
 import { ident } from '../../../shared/pg/quote.js';
-import type { QueryOp } from '../analyze.js';
+import { functionName, type QueryOp } from '../analyze.js';
 import {
   and,
+  cteRef,
   deparse,
   expr,
   type Node,
@@ -24,7 +25,7 @@ import {
   walk,
 } from '../ast.js';
 import { UnsupportedConstruct } from '../errors.js';
-import { groupKeys, mapChildren } from './aggregate.js';
+import { groupKeys, keyAt, mapChildren } from './aggregate.js';
 import { type Arm, queryArms, type Targets } from './arms.js';
 import { algebraicBefore } from './before-state.js';
 import { anyOf, type Guard, guardSql } from './guard.js';
@@ -86,16 +87,9 @@ export function sharedFrom(op: Grouped, sources: Sources): Node[] | undefined {
   if (!op.from.some((item) => item.kind === 'subquery')) return undefined;
   return op.from.map((item) => {
     if (item.kind !== 'subquery') return item.node;
-    const sub = (item.node as { RangeSubselect: { subquery: Node; alias?: { aliasname?: string } } })
+    const sub = (item.node as { RangeSubselect: { subquery: Node; alias?: { colnames?: Node[] } } })
       .RangeSubselect;
-    return {
-      RangeVar: {
-        relname: sources.derived(deparse(sub.subquery)),
-        inh: true,
-        relpersistence: 'p',
-        alias: { ...sub.alias, aliasname: item.alias },
-      },
-    };
+    return cteRef(sources.derived(deparse(sub.subquery)), sub.alias, item.alias);
   });
 }
 
@@ -223,14 +217,9 @@ function comparable(target: Node, keys: Node[]): boolean {
     if (keyTexts.has(deparse(node))) return true;
     if ('A_Const' in node) return node.A_Const.ival !== undefined || node.A_Const.fval !== undefined;
     if ('FuncCall' in node) {
-      const names = (node.FuncCall.funcname ?? []).map(stringValue);
-      const name =
-        names.length === 2 && names[0] === 'pg_catalog'
-          ? names[1]
-          : names.length === 1
-            ? names[0]
-            : undefined;
-      return name !== undefined && COMPARABLE_AGGREGATES.has(name) && !node.FuncCall.over;
+      const { funcname = [], over } = node.FuncCall;
+      const builtin = funcname.length === 1 || stringValue(funcname[0]) === 'pg_catalog';
+      return builtin && COMPARABLE_AGGREGATES.has(functionName(funcname)) && !over;
     }
     return (
       'A_Expr' in node &&
@@ -283,15 +272,4 @@ function narrowed(op: Grouped, keys: Node[], touched: string[], sources: Sources
       },
     },
   ];
-}
-
-/** The group key that output `position` of an aggregate block is, if it is one. */
-function keyAt(
-  op: Extract<Grouped, { kind: 'aggregate' }>,
-  keys: Node[],
-  position: number,
-): Node | undefined {
-  const target = op.stmt.targetList?.[position];
-  const value = target && 'ResTarget' in target ? target.ResTarget.val : undefined;
-  return value && keys.find((k) => deparse(k) === deparse(value));
 }

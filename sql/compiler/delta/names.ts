@@ -35,7 +35,8 @@ export function targetName(target: Node): string {
   return target.ResTarget.name ?? figure(target.ResTarget.val) ?? '?column?';
 }
 
-function figure(node: Node | undefined): string | undefined {
+/** PostgreSQL's own name for an unnamed output column, where it is one this compiler can tell. */
+export function figure(node: Node | undefined): string | undefined {
   if (!node) return undefined;
   if ('ColumnRef' in node) return stringValue(node.ColumnRef.fields?.at(-1));
   if ('FuncCall' in node) return stringValue(node.FuncCall.funcname?.at(-1));

@@ -16,7 +16,7 @@ import {
   stringValue,
   walk,
 } from '../ast.js';
-import { groupKeys } from './aggregate.js';
+import { groupKeys, keyAt } from './aggregate.js';
 import { outputNames, subqueryColumn } from './names.js';
 
 /** For each FROM item that is a grouped subquery, the WHERE equalities that can probe it. */
@@ -73,9 +73,7 @@ function tableColumn(op: QueryOp, position: number): boolean {
   const target = op.stmt.targetList?.[position];
   const value = target && 'ResTarget' in target ? target.ResTarget.val : undefined;
   if (!value || !('ColumnRef' in value)) return false;
-  if (op.kind === 'aggregate' && !groupKeys(op.stmt, op.groupBy).some((k) => deparse(k) === deparse(value))) {
-    return false;
-  }
+  if (op.kind === 'aggregate' && !keyAt(op, groupKeys(op.stmt, op.groupBy), position)) return false;
   // The defining query qualifies every column by its relation's alias.
   const [alias, column, ...rest] = (value.ColumnRef.fields ?? []).map(stringValue);
   if (column === undefined || rest.length > 0) return false;

@@ -8,8 +8,9 @@
 // the row of a FROM item only otherwise; TPC-H Q8 and Q9 name a subquery's column `nation`, the
 // name of a table they read. Where a FROM item's columns are not all known (a function), a name
 // is taken for a whole row unless a known column has it.
-import { type Node, parseStatements, type SelectStmt, stringValue } from '../ast.js';
+import { type Node, parseStatements, renamedBy, type SelectStmt, stringValue } from '../ast.js';
 import type { CompileFacts } from '../facts.js';
+import { figure } from './names.js';
 
 /** Every column, when the query reads whole rows (`*`, `t.*`, a row named by its alias, NATURAL). */
 export type Referenced = ReadonlySet<string> | 'all';
@@ -77,12 +78,13 @@ class Reader {
       // A recursive CTE reads itself before its columns are known.
       ctes.set(ctename, undefined);
       this.visit(ctequery, levels, ctes);
-      ctes.set(ctename, renamed(outputs(ctequery), aliascolnames as Node[] | undefined));
+      const names = outputs(ctequery);
+      ctes.set(ctename, names && renamedBy(names, aliascolnames as Node[] | undefined));
     }
     if (stmt.op && stmt.op !== 'SETOP_NONE') {
       this.visit(stmt.larg ? { SelectStmt: stmt.larg } : undefined, levels, ctes);
       this.visit(stmt.rarg ? { SelectStmt: stmt.rarg } : undefined, levels, ctes);
-      const own = [{ columns: asSet(outputs({ SelectStmt: stmt })) }];
+      const own = [{ columns: columnSet(outputs({ SelectStmt: stmt }), undefined) }];
       this.visit([stmt.sortClause, stmt.limitCount, stmt.limitOffset], [...levels, own], ctes);
       return;
     }
@@ -104,7 +106,7 @@ class Reader {
       const own = cte ? ctes.get(relname as string) : relation?.columns.map((c) => c.name);
       return {
         refname: alias?.aliasname ?? relname,
-        columns: asSet(renamed(own, alias?.colnames as Node[] | undefined)),
+        columns: columnSet(own, alias?.colnames as Node[] | undefined),
       };
     }
     if ('RangeSubselect' in node) {
@@ -112,7 +114,7 @@ class Reader {
       this.visit(subquery, lateral ? [...levels, preceding] : levels, ctes);
       return {
         refname: alias?.aliasname,
-        columns: asSet(renamed(outputs(subquery), alias?.colnames as Node[] | undefined)),
+        columns: columnSet(outputs(subquery), alias?.colnames as Node[] | undefined),
       };
     }
     if ('JoinExpr' in node) {
@@ -181,32 +183,17 @@ function outputs(node: Node | undefined): string[] | undefined {
   const names: string[] = [];
   for (const target of (stmt.targetList ?? []) as Node[]) {
     if (!('ResTarget' in target)) return undefined;
-    const name = target.ResTarget.name ?? figured(target.ResTarget.val);
+    const name = target.ResTarget.name ?? figure(target.ResTarget.val);
     if (name === undefined) return undefined;
     names.push(name);
   }
   return names;
 }
 
-// PostgreSQL's own names for unnamed output columns (FigureColname), for the cases a query can
-// refer to by name; anything else is left unknown, which only makes a whole row more likely.
-function figured(node: Node | undefined): string | undefined {
-  if (!node) return undefined;
-  if ('ColumnRef' in node) return stringValue((node.ColumnRef.fields as Node[] | undefined)?.at(-1));
-  if ('FuncCall' in node) return stringValue((node.FuncCall.funcname as Node[] | undefined)?.at(-1));
-  if ('TypeCast' in node) {
-    const inner = figured(node.TypeCast.arg);
-    return inner ?? stringValue((node.TypeCast.typeName?.names as Node[] | undefined)?.at(-1));
-  }
-  return undefined;
-}
-
-/** Names after column aliases, which rename by position. */
-function renamed(names: string[] | undefined, aliases: Node[] | undefined): string[] | undefined {
-  if (!names || !aliases?.length) return names;
-  return names.map((n, i) => (i < aliases.length ? (stringValue(aliases[i]) ?? n) : n));
-}
-
-function asSet(names: string[] | undefined): ReadonlySet<string> | undefined {
-  return names && new Set(names);
+/** The names a FROM item or CTE offers, after its column aliases, when all are known. */
+function columnSet(
+  names: string[] | undefined,
+  colnames: Node[] | undefined,
+): ReadonlySet<string> | undefined {
+  return names && new Set(renamedBy(names, colnames));
 }

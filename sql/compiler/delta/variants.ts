@@ -9,7 +9,7 @@
 import { ident } from '../../../shared/pg/quote.js';
 import { unreachable } from '../../../shared/unreachable.js';
 import type { FromItem, QueryOp } from '../analyze.js';
-import { deparse, type Node, type SelectStmt } from '../ast.js';
+import { cteRef, deparse, type Node, type SelectStmt } from '../ast.js';
 import { type Arm, queryArms, queryOld } from './arms.js';
 import { sharedFrom } from './grouped.js';
 import { allOf, changed, type Guard } from './guard.js';
@@ -218,9 +218,7 @@ export function fromItemSide(
       const { index } = sources.use(item.relation);
       const alias = (item.node as { RangeVar: { alias?: object } }).RangeVar.alias;
       // The CTE takes the table's alias (analyze refuses column aliases on a table).
-      const cte = (relname: string): Node => ({
-        RangeVar: { relname, inh: true, relpersistence: 'p', alias: { ...alias, aliasname: item.alias } },
-      });
+      const cte = (relname: string): Node => cteRef(relname, alias, item.alias);
       const factors = [`${ident(item.alias)}.__pgt_w`];
       const large = (item.relation.rows ?? 0) >= SPLIT_ROWS;
       return {
@@ -291,14 +289,7 @@ export function fromItemSide(
         once
           ? shared(sources.derived(deparse({ SelectStmt: stmt })))
           : { RangeSubselect: { ...sub, subquery: { SelectStmt: stmt } } };
-      const shared = (cte: string): Node => ({
-        RangeVar: {
-          relname: cte,
-          inh: true,
-          relpersistence: 'p',
-          alias: { ...sub.alias, aliasname: item.alias },
-        },
-      });
+      const shared = (cte: string): Node => cteRef(cte, sub.alias, item.alias);
       const subquery = (sub as { subquery?: Node }).subquery;
       return {
         cur:
