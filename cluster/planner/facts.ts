@@ -59,6 +59,7 @@ export async function loadFacts(client: pg.ClientBase, pgtId: string): Promise<S
       columns: { name: string; attnum: number; type: string; captured: boolean }[];
       view_definition: string | null;
       key: string[] | null;
+      indexed: string[] | null;
       rows: number | null;
     }>(
       `SELECT c.oid::int AS relid, n.nspname AS schema, c.relname AS name, d.source_type, ct.buffer_name AS buffer,
@@ -72,6 +73,12 @@ export async function loadFacts(client: pg.ClientBase, pgtId: string): Promise<S
                  CROSS JOIN LATERAL unnest(i.indkey::smallint[]) WITH ORDINALITY AS k(attnum, ord)
                  JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
                 WHERE i.indrelid = c.oid AND i.indisprimary) AS key,
+              (SELECT array_agg(DISTINCT a.attname::text ORDER BY a.attname::text)
+                 FROM pg_catalog.pg_index i
+                 JOIN pg_catalog.pg_class ic ON ic.oid = i.indexrelid
+                 JOIN pg_catalog.pg_am am ON am.oid = ic.relam AND am.amname = 'btree'
+                 JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+                WHERE i.indrelid = c.oid AND i.indisvalid AND i.indpred IS NULL) AS indexed,
               CASE WHEN c.reltuples >= 0 THEN c.reltuples::float8 END AS rows
          FROM pgtrickle.pgt_dependencies d
          JOIN pg_catalog.pg_class c ON c.oid = d.source_relid
@@ -88,6 +95,7 @@ export async function loadFacts(client: pg.ClientBase, pgtId: string): Promise<S
       columns: r.columns,
       ...(r.buffer ? { buffer: r.buffer } : {}),
       ...(r.key ? { key: r.key } : {}),
+      ...(r.indexed ? { indexed: r.indexed } : {}),
       ...(r.rows !== null ? { rows: r.rows } : {}),
       ...(r.view_definition ? { viewDefinition: r.view_definition.replace(/;\s*$/, '') } : {}),
     }));

@@ -18,6 +18,11 @@ export interface RelationFacts {
   columns: ColumnFacts[];
   /** Primary key column names, in key order. */
   key?: string[];
+  /**
+   * Columns that lead a valid btree index without a predicate: a delta that reads the rows of a
+   * few keys can ask for them by index (touched.ts). It never changes what a refresh computes.
+   */
+  indexed?: string[];
   /** Change buffer in schema pgtrickle_changes, for captured tables and stream tables. */
   buffer?: string;
   /** For views: pg_get_viewdef() under an empty search_path. */

@@ -255,6 +255,24 @@ describe('subqueries in WHERE and HAVING', () => {
     expect(plan.deltaSql).toContain('HAVING sum(__pgt_p.__pgt_n) > 0');
   });
 
+  it('asks for the touched groups of one key that leads an index as an array, which reads the index', () => {
+    const query =
+      'SELECT c.region FROM public.customers c WHERE EXISTS (SELECT 1 FROM public.orders o WHERE o.cid = c.id)';
+    const indexed = facts(query, ['region']);
+    indexed.relations = [{ ...orders, indexed: ['cid'] }, customers];
+    expect(compile(indexed).deltaSql).toContain(
+      '__pgt_y AS (SELECT o.cid AS __pgt_c0 FROM public.orders AS o WHERE o.cid IS NOT NULL AND o.cid = ANY (ARRAY(SELECT DISTINCT __pgt_in.__pgt_c0 FROM __pgt_x AS __pgt_in)))',
+    );
+    // Several keys stay a semi-join: beside it, the array would be looked up again in every
+    // index probe the semi-join makes.
+    const pairs = facts(
+      'SELECT c.region FROM public.customers c WHERE EXISTS (SELECT 1 FROM public.orders o WHERE o.cid = c.id AND o.amount = c.id)',
+      ['region'],
+    );
+    pairs.relations = [{ ...orders, indexed: ['cid', 'amount'] }, customers];
+    expect(compile(pairs).deltaSql).not.toContain('= ANY (ARRAY(SELECT DISTINCT');
+  });
+
   it('rebuilds the groups before from aggregate states for COUNT, SUM and AVG, from the rows otherwise', () => {
     const algebraic = compile(
       facts(
