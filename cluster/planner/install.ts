@@ -22,13 +22,17 @@ export async function planStreamTable(client: pg.ClientBase, pgtId: string): Pro
     await client.query('SELECT pgtrickle._record_fallback($1, $2)', [pgtId, err.message]);
     return { mode: 'FULL', reason: err.message };
   }
-  await client.query('SELECT pgtrickle._install_plan($1, $2, $3, $4, $5, $6)', [
+  // A plan with one statement takes the six-argument form, which catalogs before migration 0012
+  // have as well (and which there drops a second statement of an earlier plan).
+  const args = [
     pgtId,
     plan.strategy,
     JSON.stringify(plan.hiddenColumns),
     plan.indexColumns,
     plan.fullSql,
     plan.deltaSql,
-  ]);
+    ...(plan.deltaSqlMany === undefined ? [] : [plan.deltaSqlMany]),
+  ];
+  await client.query(`SELECT pgtrickle._install_plan(${args.map((_, i) => `$${i + 1}`).join(', ')})`, args);
   return { mode: 'DIFFERENTIAL', plan };
 }

@@ -24,6 +24,13 @@ export interface Plan {
   fullSql: string;
   /** One statement: $1 previous frontier, $2 its own xid; returns snapshot, inserted, deleted, truncated, consumed. */
   deltaSql: string;
+  /**
+   * The same statement for a large batch of changes (pgtrickle.large_delta_rows), where joins
+   * are planned: it reads each buffer through pgtrickle._pending_many, which PostgreSQL
+   * estimates at 1,000 rows whatever the buffer's statistics say. Only for statements that
+   * read more than one source.
+   */
+  deltaSqlMany?: string;
   sources: { relid: number; schema: string; name: string; buffer: string }[];
 }
 
@@ -79,6 +86,7 @@ export function compileLoaded(facts: CompileFacts, storage: StorageFacts): Plan 
     indexColumns: root.indexColumns,
     fullSql: root.fullSql,
     deltaSql: deltaStatement(sources, root.arms, root.apply),
+    ...(used.length > 1 ? { deltaSqlMany: deltaStatement(sources, root.arms, root.apply, 'many') } : {}),
     sources: used.map((s) => ({
       relid: s.relation.relid,
       schema: s.relation.schema,

@@ -25,7 +25,18 @@ export interface Apply {
 
 export const NOT_TRUNCATED = 'NOT (SELECT __pgt_f.truncated FROM __pgt_flags __pgt_f)';
 
-export function deltaStatement(used: Sources, arms: Arm[], apply: Apply): string {
+/**
+ * How the consumed changes are read: from the buffer, estimated by PostgreSQL from its
+ * statistics, or (`many`) through pgtrickle._pending_many, estimated at 1,000 rows.
+ */
+export type ChangeReader = 'buffer' | 'many';
+
+export function deltaStatement(
+  used: Sources,
+  arms: Arm[],
+  apply: Apply,
+  reader: ChangeReader = 'buffer',
+): string {
   const sources = used.list();
   const ctes: [string, string][] = [
     [
@@ -34,7 +45,7 @@ export function deltaStatement(used: Sources, arms: Arm[], apply: Apply): string
          FROM (SELECT pg_catalog.pg_current_snapshot() AS s, pg_catalog.pg_current_xact_id_if_assigned() AS own) q`,
     ],
     ...sources.flatMap((s): [string, string][] => [
-      [changesCte(s.index), consumed(s, used)],
+      [changesCte(s.index), consumed(s, used, reader)],
       [deltaCte(s.index), weighted(s, used)],
       ...(used.needsOld(s)
         ? ([
@@ -84,21 +95,39 @@ SELECT (SELECT __pgt_snap.s FROM __pgt_snap) AS snapshot, ${apply.inserted} AS i
 // Only the columns the statement reads are kept: the CTE is written out once, into memory up to
 // work_mem and to disk past it, and a wide table's change rows (TPC-H lineitem has 16 columns,
 // each with a new and an old value) are mostly columns the query does not read.
-function consumed(s: Source, used: Sources): string {
+// Read through pgtrickle._pending_many, the rows are those of the same bound on the xid; only
+// PostgreSQL's estimate differs (ARCHITECTURE.md, "Estimates of the changes").
+function consumed(s: Source, used: Sources, reader: ChangeReader): string {
   const values = keptColumns(s.relation, used.referenced).flatMap((c) => [
     ident(`new_${c.attnum}`),
     ident(`old_${c.attnum}`),
   ]);
-  return `SELECT ${['action', ...values].map((c) => `b.${c}`).join(', ')} FROM ${buffer(s)} b CROSS JOIN __pgt_snap WHERE ${consumedBy('b')}`;
+  const columns = ['action', ...values].map((c) => `b.${c}`).join(', ');
+  switch (reader) {
+    case 'buffer':
+      return `SELECT ${columns} FROM ${buffer(s)} b CROSS JOIN __pgt_snap WHERE ${consumedBy('b')}`;
+    case 'many':
+      return `SELECT ${columns} FROM pgtrickle._pending_many(NULL::${buffer(s)}, ${FROM_XID}) b CROSS JOIN __pgt_snap WHERE ${visible('b')}`;
+    default: {
+      const exhaustive: never = reader;
+      return exhaustive;
+    }
+  }
 }
 
 function buffer(s: Source): string {
   return `pgtrickle_changes.${ident(s.relation.buffer ?? '')}`;
 }
 
+const FROM_XID = 'pg_catalog.pg_snapshot_xmin($1::pg_snapshot)';
+
 function consumedBy(alias: string): string {
-  return `${alias}.xid >= pg_catalog.pg_snapshot_xmin($1::pg_snapshot)
-      AND (CASE WHEN ${alias}.xid >= __pgt_snap.hi AND ${alias}.xid < __pgt_snap.lo
+  return `${alias}.xid >= ${FROM_XID}
+      AND ${visible(alias)}`;
+}
+
+function visible(alias: string): string {
+  return `(CASE WHEN ${alias}.xid >= __pgt_snap.hi AND ${alias}.xid < __pgt_snap.lo
                      AND ${alias}.xid IS DISTINCT FROM $2::xid8 THEN 1
                 WHEN pgtrickle._seen(${alias}.xid, __pgt_snap.s, __pgt_snap.own)
                  AND NOT pgtrickle._seen(${alias}.xid, $1::pg_snapshot, $2::xid8) THEN 1 ELSE 0 END) <> 0`;
