@@ -34,13 +34,16 @@ AUTO) refreshed side by side after the same changes, and writes a markdown repor
   --matrix-rates LIST    refresh-matrix change rates in % (default 1,10)
   --tpch LIST            TPC-H scale factors (default 0.01,0.1; 1 is available, ~10x SF 0.1)
   --tpch-cycles N        change cycles per scale factor (default 3)
-  --change FRACTION      TPC-H orders inserted, deleted and updated per cycle (default 0.01)
+  --change FRACTION      share of each TPC-H table changed per cycle (default 0.01)
   --nexmark-events N     Nexmark events loaded (default 200000)
   --nexmark-batch N      new Nexmark events per batch, plus a tenth updated and deleted (default 2000)
   --nexmark-cycles N     Nexmark batches (default 3)
   --queries LIST         only these TPC-H and Nexmark query ids (default all), e.g. q05,q09
   --timeout SECONDS      limit per refresh; a query over it is reported and dropped (default 60)
   --no-check             skip the oracle (I5) on every DIFFERENTIAL stream table after the last cycle
+  --vacuum-buffers       before each TPC-H cycle and Nexmark batch, VACUUM (TRUNCATE false, ANALYZE)
+                         every change buffer, as autovacuum may just after refreshes emptied them
+  --large-delta-rows N   pgtrickle.large_delta_rows for the TPC-H and Nexmark refreshes
   --help                 this text
 `;
 
@@ -71,6 +74,8 @@ interface Options {
   /** Query ids to run; undefined for all. */
   queries: Set<string> | undefined;
   check: boolean;
+  vacuumBuffers: boolean;
+  largeDeltaRows: number | undefined;
 }
 
 function options(): Options | undefined {
@@ -89,6 +94,8 @@ function options(): Options | undefined {
       timeout: { type: 'string', default: '60' },
       queries: { type: 'string' },
       'no-check': { type: 'boolean', default: false },
+      'vacuum-buffers': { type: 'boolean', default: false },
+      'large-delta-rows': { type: 'string' },
       help: { type: 'boolean', default: false },
     },
   });
@@ -114,6 +121,8 @@ function options(): Options | undefined {
     timeoutMs: one(values.timeout) * 1000,
     queries: values.queries ? new Set(values.queries.split(',')) : undefined,
     check: !values['no-check'],
+    vacuumBuffers: values['vacuum-buffers'],
+    largeDeltaRows: values['large-delta-rows'] === undefined ? undefined : Number(values['large-delta-rows']),
   };
 }
 
@@ -130,7 +139,11 @@ function chosen<Q extends { id: string }>(queries: readonly Q[], o: Options): re
 }
 
 /** A fresh migrated database on `server` for one workload, dropped afterwards. */
-async function withDatabase<T>(server: PgServer, fn: (client: pg.Client) => Promise<T>): Promise<T> {
+async function withDatabase<T>(
+  server: PgServer,
+  o: Options,
+  fn: (client: pg.Client) => Promise<T>,
+): Promise<T> {
   const db = await createDatabase(server);
   const client = new pg.Client({ connectionString: db.url });
   await client.connect();
@@ -138,6 +151,11 @@ async function withDatabase<T>(server: PgServer, fn: (client: pg.Client) => Prom
     await migrate(client);
     // The DIFFERENTIAL column measures the delta: AUTO may not swap it for FULL when it is slow.
     await client.query('SET pgtrickle.auto_cost_fallback = off');
+    if (o.largeDeltaRows !== undefined) {
+      await client.query("SELECT set_config('pgtrickle.large_delta_rows', $1, false)", [
+        String(o.largeDeltaRows),
+      ]);
+    }
     return await fn(client);
   } finally {
     await client.end();
@@ -145,10 +163,23 @@ async function withDatabase<T>(server: PgServer, fn: (client: pg.Client) => Prom
   }
 }
 
+/** What autovacuum may do to the change buffers once refreshes have emptied them. */
+async function vacuumBuffers(client: pg.Client): Promise<void> {
+  const { rows } = await client.query<{ name: string }>(
+    `SELECT format('%I.%I', n.nspname, c.relname) AS name FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+      WHERE n.nspname = 'pgtrickle_changes' AND c.relkind = 'r' ORDER BY c.relname`,
+  );
+  for (const { name } of rows) await client.query(`VACUUM (TRUNCATE false, ANALYZE) ${name}`);
+}
+
 function runTpch(server: PgServer, sf: number, o: Options): Promise<PairResult[]> {
-  return withDatabase(server, async (client) => {
+  return withDatabase(server, o, async (client) => {
     const state = await loadTpch(client, { sf, seed: TPCH_SEED });
-    return sideBySide(client, chosen(tpchQueries(sf), o), () => changeCycle(client, state, o.change), {
+    const change = async () => {
+      if (o.vacuumBuffers) await vacuumBuffers(client);
+      await changeCycle(client, state, o.change);
+    };
+    return sideBySide(client, chosen(tpchQueries(sf), o), change, {
       cycles: o.tpchCycles,
       timeoutMs: o.timeoutMs,
       check: o.check,
@@ -158,9 +189,13 @@ function runTpch(server: PgServer, sf: number, o: Options): Promise<PairResult[]
 }
 
 function runNexmark(server: PgServer, o: Options): Promise<PairResult[]> {
-  return withDatabase(server, async (client) => {
+  return withDatabase(server, o, async (client) => {
     const state = await loadNexmark(client, { events: o.nexmarkEvents, seed: NEXMARK_SEED });
-    return sideBySide(client, chosen(nexmarkQueries, o), () => changeBatch(client, state, o.nexmarkBatch), {
+    const change = async () => {
+      if (o.vacuumBuffers) await vacuumBuffers(client);
+      await changeBatch(client, state, o.nexmarkBatch);
+    };
+    return sideBySide(client, chosen(nexmarkQueries, o), change, {
       cycles: o.nexmarkCycles,
       timeoutMs: o.timeoutMs,
       check: o.check,
@@ -215,7 +250,9 @@ interface Report {
   seconds: number;
 }
 
-const FAIRNESS = `Every figure is a ratio measured in one run on one server. Each query exists twice on the
+const fairness = (
+  o: Options,
+) => `Every figure is a ratio measured in one run on one server. Each query exists twice on the
 same database: one stream table in FULL mode, one in AUTO mode (DIFFERENTIAL when the compiler
 supports the query, else FULL with a recorded reason; \`pgtrickle.auto_cost_fallback\` is off, so a
 slow delta is measured rather than replaced by a recompute). Both read the same sources, so after each
@@ -226,8 +263,11 @@ client: the whole refresh transaction (lock, recompute or delta, history, fronti
 costs at write time are paid once per source for both and are not in either figure. Per query,
 FULL ms and DIFF ms are medians over the cycles and the ratio is theirs; a DIFFERENTIAL refresh
 cancelled at the time limit counts with the limit as its time (\`≥\`, \`≤\`: its ratio is an upper
-bound) and its query takes no further cycles. Autovacuum is off: neither the stream tables nor
-the change buffers are vacuumed or analyzed during the run. The refresh matrix
+bound) and its query takes no further cycles. Autovacuum is off: ${
+  o.vacuumBuffers
+    ? 'the stream tables are not vacuumed or analyzed during the run, and the change buffers are vacuumed and analyzed (without truncation) before each TPC-H cycle and Nexmark batch, when refreshes have emptied them, as autovacuum may do'
+    : 'neither the stream tables nor the change buffers are vacuumed or analyzed during the run'
+}. The refresh matrix
 (\`bench/refresh-matrix.ts\`) vacuums both stream tables once they are filled, then runs three
 rounds per cell: fresh changes, one read of the changed table, a refresh of each stream table,
 the two alternating which goes first; a cell shows the medians. "changes consumed" counts
@@ -248,7 +288,7 @@ function render(r: Report): string {
       .map(([k, v]) => `${k}=${v}`)
       .join(', ')}, fsync off.`,
     '',
-    FAIRNESS,
+    fairness(r.o),
     '',
     '## Summary',
     '',
