@@ -10,16 +10,16 @@
 -- Statements that read more than one source now come in two forms (pgt_plans.delta_sql_many,
 -- written by the compiler). The generated function counts the pending changes, up to
 -- pgtrickle.large_delta_rows (default 1,000), and from that many on runs the second form, which
--- reads each buffer through pgtrickle._pending_many: a set-returning function PostgreSQL
--- estimates at its declared 1,000 rows. Below that the first form runs as before, planned from
+-- reads each buffer through pgtrickle._pending_many or _pending_few: set-returning functions
+-- PostgreSQL estimates at their declared 1,000 or 10 rows, by the size of the table. Below that the first form runs as before, planned from
 -- the statistics, which for a few changes are close enough. Each form is planned once per
 -- connection, as before.
 
 -- The rows of a change buffer from a transaction id on, for a delta statement: `p_row` is NULL
 -- of the buffer's row type. It runs with its caller's rights.
-CREATE FUNCTION pgtrickle._pending_many(p_row anyelement, p_from xid8)
+CREATE FUNCTION pgtrickle._pending_rows(p_row anyelement, p_from xid8)
 RETURNS SETOF anyelement
-LANGUAGE plpgsql STABLE ROWS 1000
+LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $fn$
 DECLARE
@@ -31,14 +31,34 @@ BEGIN
   IF v_buffer IS NULL THEN
     RAISE EXCEPTION 'type % is not the row type of a change buffer', pg_typeof(p_row)
       USING ERRCODE = 'invalid_parameter_value',
-            HINT = 'pgtrickle._pending_many is called by the delta functions of stream tables.';
+            HINT = 'pgtrickle._pending_many and _pending_few are called by the delta functions of stream tables.';
   END IF;
   RETURN QUERY EXECUTE format('SELECT * FROM %s WHERE xid >= $1', v_buffer) USING p_from;
 END
 $fn$;
 
+-- The same rows with the estimate PostgreSQL plans by: the changes of a large table in a large
+-- batch (1,000 rows), and those of a small one (10 rows; below 10,000 rows, the TPC-H nation,
+-- region and supplier tables, whose changes are few when there are any). The SET keeps them from
+-- being inlined, which would drop their estimate.
+CREATE FUNCTION pgtrickle._pending_many(p_row anyelement, p_from xid8)
+RETURNS SETOF anyelement
+LANGUAGE sql STABLE ROWS 1000
+SET search_path = pg_catalog, pg_temp
+AS $fn$ SELECT * FROM pgtrickle._pending_rows(p_row, p_from) $fn$;
+
+CREATE FUNCTION pgtrickle._pending_few(p_row anyelement, p_from xid8)
+RETURNS SETOF anyelement
+LANGUAGE sql STABLE ROWS 10
+SET search_path = pg_catalog, pg_temp
+AS $fn$ SELECT * FROM pgtrickle._pending_rows(p_row, p_from) $fn$;
+
+COMMENT ON FUNCTION pgtrickle._pending_rows(anyelement, xid8) IS
+  'pgtrickle: the rows of a change buffer from a transaction id on (for _pending_many and _pending_few).';
 COMMENT ON FUNCTION pgtrickle._pending_many(anyelement, xid8) IS
-  'pgtrickle: the rows of a change buffer from a transaction id on, estimated at 1,000 rows (for delta statements over large batches).';
+  'pgtrickle: the rows of a change buffer from a transaction id on, estimated at 1,000 rows (delta statements for large batches, large tables).';
+COMMENT ON FUNCTION pgtrickle._pending_few(anyelement, xid8) IS
+  'pgtrickle: the rows of a change buffer from a transaction id on, estimated at 10 rows (delta statements for large batches, small tables).';
 
 ALTER TABLE pgtrickle.pgt_plans ADD COLUMN delta_sql_many text;
 

@@ -36,20 +36,25 @@ describe('compiler', () => {
     expect(compile(q)).toEqual(compile(q));
   });
 
-  it('writes a second delta statement for large batches where it joins, reading the buffers through _pending_many', () => {
-    const join = compile(
-      facts('SELECT o.id, c.region FROM public.orders o JOIN public.customers c ON o.cid = c.id', [
+  it('writes a second delta statement for large batches where it joins, reading the buffers through _pending_many and _pending_few', () => {
+    const join = compile({
+      ...facts('SELECT o.id, c.region FROM public.orders o JOIN public.customers c ON o.cid = c.id', [
         'id',
         'region',
       ]),
-    );
+      relations: [
+        { ...orders, rows: 100_000 },
+        { ...customers, rows: 9_999 },
+      ],
+    });
     expect(join.deltaSql).toContain(
       'FROM pgtrickle_changes."changes_100" b CROSS JOIN __pgt_snap WHERE b.xid >= pg_catalog.pg_snapshot_xmin($1::pg_snapshot)',
     );
     expect(join.deltaSqlMany).toContain(
       'FROM pgtrickle._pending_many(NULL::pgtrickle_changes."changes_100", pg_catalog.pg_snapshot_xmin($1::pg_snapshot)) b CROSS JOIN __pgt_snap WHERE (CASE WHEN',
     );
-    expect(join.deltaSqlMany).toContain('pgtrickle._pending_many(NULL::pgtrickle_changes."changes_200"');
+    // A table under 10,000 rows has few changes even in a large batch.
+    expect(join.deltaSqlMany).toContain('pgtrickle._pending_few(NULL::pgtrickle_changes."changes_200"');
     // The truncation test reads the buffer by its own index either way.
     expect(join.deltaSqlMany).toContain(
       `FROM pgtrickle_changes."changes_100" b CROSS JOIN __pgt_snap WHERE b.action = 'T'`,
@@ -57,7 +62,7 @@ describe('compiler', () => {
     // The rest of the statement is the same.
     const unify = (sql: string) =>
       sql.replace(
-        /FROM pgtrickle\._pending_many\(NULL::(pgtrickle_changes\."changes_\d+"), pg_catalog\.pg_snapshot_xmin\(\$1::pg_snapshot\)\) b CROSS JOIN __pgt_snap WHERE/g,
+        /FROM pgtrickle\._pending_(?:many|few)\(NULL::(pgtrickle_changes\."changes_\d+"), pg_catalog\.pg_snapshot_xmin\(\$1::pg_snapshot\)\) b CROSS JOIN __pgt_snap WHERE/g,
         'FROM $1 b CROSS JOIN __pgt_snap WHERE b.xid >= pg_catalog.pg_snapshot_xmin($$1::pg_snapshot)\n      AND',
       );
     expect(unify(join.deltaSqlMany ?? '')).toBe(join.deltaSql);
