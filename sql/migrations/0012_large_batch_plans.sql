@@ -181,3 +181,69 @@ BEGIN
                                   NULL::text);
 END
 $fn$;
+
+-- explain_st of 0003, explaining the statement a refresh would run now: the one for large batches
+-- where the plan has one and the pending changes reach pgtrickle.large_delta_rows, as the
+-- generated function decides (with a NOTICE saying so).
+CREATE OR REPLACE FUNCTION pgtrickle.explain_st(name text, with_analyze boolean DEFAULT false)
+RETURNS text
+LANGUAGE plpgsql
+AS $fn$
+DECLARE
+  v_id bigint := pgtrickle._resolve(name);
+  st pgtrickle.pgt_stream_tables;
+  v_sql text;
+  v_many text;
+  v_limit integer := greatest(coalesce(nullif(current_setting('pgtrickle.large_delta_rows', true), '')::integer, 1000), 0);
+  v_pending bigint := 0;
+  v_n bigint;
+  v_plan text;
+  src record;
+BEGIN
+  PERFORM pgtrickle._assert_owner(v_id);
+  SELECT * INTO st FROM pgtrickle.pgt_stream_tables s WHERE s.pgt_id = v_id;
+  SELECT p.delta_sql, p.delta_sql_many INTO v_sql, v_many FROM pgtrickle.pgt_plans p WHERE p.pgt_id = v_id;
+  IF v_sql IS NULL THEN
+    RAISE NOTICE 'stream table "%" has no differential plan%', st.pgt_name,
+      coalesce(': ' || st.fallback_reason, '; the defining query is recomputed in full');
+    v_sql := st.defining_query;
+    IF NOT with_analyze THEN
+      RETURN v_sql;
+    END IF;
+  ELSIF v_many IS NOT NULL AND st.frontier IS NOT NULL THEN
+    FOR src IN
+      SELECT ct.buffer_name
+        FROM pgtrickle.pgt_dependencies d
+        JOIN pgtrickle.pgt_change_tracking ct ON ct.source_relid = d.source_relid
+       WHERE d.pgt_id = v_id AND d.cdc_mode = 'TRIGGER'
+    LOOP
+      EXECUTE format('SELECT count(*) FROM (SELECT FROM pgtrickle_changes.%I b WHERE b.xid >= pg_snapshot_xmin($1)'
+                     ' ORDER BY b.xid LIMIT $2) x', src.buffer_name)
+        INTO v_n USING st.frontier, v_limit;
+      v_pending := v_pending + v_n;
+    END LOOP;
+    IF v_pending >= v_limit THEN
+      RAISE NOTICE 'stream table "%" has % or more pending changes: this is its statement for large batches',
+        st.pgt_name, v_limit
+        USING HINT = 'pgtrickle.large_delta_rows sets from how many pending changes a refresh runs it.';
+      v_sql := v_many;
+    END IF;
+  END IF;
+  IF NOT with_analyze THEN
+    RETURN v_sql;
+  END IF;
+  IF st.frontier IS NULL THEN
+    RAISE EXCEPTION 'stream table "%" has never been refreshed', st.pgt_name USING ERRCODE = 'object_not_in_prerequisite_state';
+  END IF;
+  -- EXPLAIN ANALYZE runs the statement; the subtransaction is rolled back so nothing is applied.
+  BEGIN
+    EXECUTE 'EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) ' || v_sql INTO v_plan USING st.frontier, st.frontier_xid;
+    RAISE EXCEPTION USING ERRCODE = 'PT002';
+  EXCEPTION WHEN SQLSTATE 'PT002' THEN
+    RETURN v_plan;
+  END;
+END
+$fn$;
+
+COMMENT ON FUNCTION pgtrickle.explain_st(text, boolean) IS
+  'The SQL of a stream table''s differential refresh as it would run now (the statement for large batches from pgtrickle.large_delta_rows pending changes on), or with with_analyze its EXPLAIN ANALYZE in JSON.';

@@ -9,6 +9,7 @@ import {
   lastAction,
   makeDifferential,
   migratedDatabase,
+  notices,
   pgError,
   type TestDb,
 } from '../support/db.js';
@@ -65,6 +66,25 @@ describe('delta statements for large batches of changes', () => {
       `DELETE FROM lb_customers WHERE id IN (201, 3); UPDATE lb_orders SET cid = cid + 1 WHERE id % 7 = 0`,
     );
     await refresh('lb_join', 0);
+  });
+
+  it('explains the statement a refresh would run now, saying when it is the one for large batches', async () => {
+    const explain = async (largeRows: number) => {
+      await db.admin.query(`SET pgtrickle.large_delta_rows = ${largeRows}`);
+      const said = await notices(db.admin, () =>
+        db.admin.query("SELECT pgtrickle.explain_st('lb_join') AS sql"),
+      );
+      await db.admin.query('RESET pgtrickle.large_delta_rows');
+      return said;
+    };
+    await db.admin.query('UPDATE lb_orders SET amount = amount + 1 WHERE id % 50 = 0');
+    const large = await explain(0);
+    expect(large.result.rows[0].sql).toMatch(/pgtrickle\._pending_(many|few)\(/);
+    expect(large.notices.join('\n')).toContain('this is its statement for large batches');
+    const small = await explain(1000);
+    expect(small.result.rows[0].sql).not.toContain('_pending_');
+    expect(small.notices).toEqual([]);
+    await refresh('lb_join', 1000);
   });
 
   it('keeps one form for a statement over one source', async () => {
