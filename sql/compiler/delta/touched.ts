@@ -3,7 +3,8 @@
 // touched groups and probe the input's indexes; a NULL key forms a group too, which only
 // IS NOT DISTINCT FROM finds, tested only on rows with a NULL key.
 import { unreachable } from '../../../shared/unreachable.js';
-import type { FromItem } from '../analyze.js';
+import type { FromItem, JoinType } from '../analyze.js';
+import type { RelationFacts } from '../facts.js';
 import { and, deparse, expr, type Node, walk } from '../ast.js';
 import type { Grouped } from './grouped.js';
 
@@ -42,24 +43,8 @@ export function touchedGroups(keys: Node[], touched: string[], source: string, o
 
 /** Whether a key is a column of a table read in the block that leads one of its btree indexes. */
 function indexed(k: Node, op: Grouped): boolean {
-  const [alias, name, ...rest] = ('ColumnRef' in k ? (k.ColumnRef.fields ?? []) : []).map((f) =>
-    'String' in f ? f.String.sval : undefined,
-  );
-  if (!alias || !name || rest.length > 0) return false;
-  const visit = (item: FromItem): boolean => {
-    switch (item.kind) {
-      case 'scan':
-        return item.alias === alias && (item.relation.indexed?.includes(name) ?? false);
-      case 'join':
-        return visit(item.left) || visit(item.right);
-      case 'subquery':
-      case 'constant':
-        return false;
-      default:
-        return unreachable(item);
-    }
-  };
-  return op.from.some(visit);
+  const found = scanColumn(k, op, () => true);
+  return found?.relation.indexed?.includes(found.column) ?? false;
 }
 
 /** A group key filtered IS NOT NULL, or a primary key column of a relation no outer join null-extends. */
@@ -71,26 +56,45 @@ function nonNull(k: Node, op: Grouped): boolean {
       if (isConjunct(op.stmt.whereClause, node as Node)) return true;
     }
   }
+  const kept = (type: JoinType, side: 'left' | 'right') =>
+    type === 'inner' || type === (side === 'left' ? 'left' : 'right');
+  const found = scanColumn(k, op, kept);
+  return found?.relation.key?.includes(found.column) ?? false;
+}
+
+/**
+ * The table and column a key `alias.column` names in the block's FROM list, looking into the
+ * sides of joins that `through` lets through.
+ */
+function scanColumn(
+  k: Node,
+  op: Grouped,
+  through: (type: JoinType, side: 'left' | 'right') => boolean,
+): { relation: RelationFacts; column: string } | undefined {
   const fields = 'ColumnRef' in k ? (k.ColumnRef.fields ?? []) : [];
-  const [alias, name] = fields.map((f) => ('String' in f ? f.String.sval : undefined));
-  if (fields.length !== 2 || !alias || !name) return false;
-  const visit = (item: FromItem): boolean => {
+  const [alias, column] = fields.map((f) => ('String' in f ? f.String.sval : undefined));
+  if (fields.length !== 2 || !alias || !column) return undefined;
+  const visit = (item: FromItem): RelationFacts | undefined => {
     switch (item.kind) {
       case 'scan':
-        return item.alias === alias && (item.relation.key?.includes(name) ?? false);
+        return item.alias === alias ? item.relation : undefined;
       case 'join':
         return (
-          ((item.type === 'inner' || item.type === 'left') && visit(item.left)) ||
-          ((item.type === 'inner' || item.type === 'right') && visit(item.right))
+          (through(item.type, 'left') ? visit(item.left) : undefined) ??
+          (through(item.type, 'right') ? visit(item.right) : undefined)
         );
       case 'subquery':
       case 'constant':
-        return false;
+        return undefined;
       default:
         return unreachable(item);
     }
   };
-  return op.from.some(visit);
+  for (const item of op.from) {
+    const relation = visit(item);
+    if (relation) return { relation, column };
+  }
+  return undefined;
 }
 
 function isConjunct(where: Node | undefined, node: Node): boolean {
