@@ -4,8 +4,8 @@
 // IS NOT DISTINCT FROM finds, tested only on rows with a NULL key.
 import { unreachable } from '../../../shared/unreachable.js';
 import type { FromItem, JoinType } from '../analyze.js';
-import type { RelationFacts } from '../facts.js';
 import { and, deparse, expr, type Node, walk } from '../ast.js';
+import type { RelationFacts } from '../facts.js';
 import type { Grouped } from './grouped.js';
 
 /**
