@@ -26,9 +26,9 @@ export interface Plan {
   deltaSql: string;
   /**
    * The same statement for a large batch of changes (pgtrickle.large_delta_rows), where joins
-   * are planned: it reads each buffer through pgtrickle._pending_many, which PostgreSQL
-   * estimates at 1,000 rows whatever the buffer's statistics say. Only for statements that
-   * read more than one source.
+   * are planned: it reads each buffer through pgtrickle._pending_many or _pending_few, which
+   * PostgreSQL estimates at 1,000 or 10 rows (by the table's size) whatever the buffer's
+   * statistics say. Only for statements that read more than one source.
    */
   deltaSqlMany?: string;
   sources: { relid: number; schema: string; name: string; buffer: string }[];

@@ -27,7 +27,8 @@ export const NOT_TRUNCATED = 'NOT (SELECT __pgt_f.truncated FROM __pgt_flags __p
 
 /**
  * How the consumed changes are read: from the buffer, estimated by PostgreSQL from its
- * statistics, or (`many`) through pgtrickle._pending_many, estimated at 1,000 rows.
+ * statistics, or (`many`, for large batches) through pgtrickle._pending_many or _pending_few,
+ * estimated at 1,000 or 10 rows by the size of the table.
  */
 export type ChangeReader = 'buffer' | 'many';
 
@@ -95,8 +96,8 @@ SELECT (SELECT __pgt_snap.s FROM __pgt_snap) AS snapshot, ${apply.inserted} AS i
 // Only the columns the statement reads are kept: the CTE is written out once, into memory up to
 // work_mem and to disk past it, and a wide table's change rows (TPC-H lineitem has 16 columns,
 // each with a new and an old value) are mostly columns the query does not read.
-// Read through pgtrickle._pending_many, the rows are those of the same bound on the xid; only
-// PostgreSQL's estimate differs (ARCHITECTURE.md, "Estimates of the changes").
+// Read through pgtrickle._pending_many or _pending_few, the rows are those of the same bound on
+// the xid; only PostgreSQL's estimate differs (ARCHITECTURE.md, "One statement").
 function consumed(s: Source, used: Sources, reader: ChangeReader): string {
   const values = keptColumns(s.relation, used.referenced).flatMap((c) => [
     ident(`new_${c.attnum}`),
@@ -107,9 +108,9 @@ function consumed(s: Source, used: Sources, reader: ChangeReader): string {
     case 'buffer':
       return `SELECT ${columns} FROM ${buffer(s)} b CROSS JOIN __pgt_snap WHERE ${consumedBy('b')}`;
     case 'many': {
-      const reader =
+      const pending =
         (s.relation.rows ?? 0) < SMALL_TABLE_ROWS ? 'pgtrickle._pending_few' : 'pgtrickle._pending_many';
-      return `SELECT ${columns} FROM ${reader}(NULL::${buffer(s)}, ${FROM_XID}) b CROSS JOIN __pgt_snap WHERE ${visible('b')}`;
+      return `SELECT ${columns} FROM ${pending}(NULL::${buffer(s)}, ${FROM_XID}) b CROSS JOIN __pgt_snap WHERE ${visible('b')}`;
     }
     default: {
       const exhaustive: never = reader;

@@ -56,8 +56,8 @@ function nonNull(k: Node, op: Grouped): boolean {
       if (isConjunct(op.stmt.whereClause, node as Node)) return true;
     }
   }
-  const kept = (type: JoinType, side: 'left' | 'right') =>
-    type === 'inner' || type === (side === 'left' ? 'left' : 'right');
+  // An inner join keeps both sides' rows as they are; a left join its left, a right its right.
+  const kept = (type: JoinType, side: 'left' | 'right') => type === 'inner' || type === side;
   const found = scanColumn(k, op, kept);
   return found?.relation.key?.includes(found.column) ?? false;
 }
