@@ -1,18 +1,22 @@
--- 0012: a second plan for large batches of changes, estimated without the buffers' statistics.
+-- 0012: a second delta statement for large batches of changes, estimated without the change
+-- buffers' statistics.
 --
 -- A delta statement reads each change buffer with `xid >= <frontier's xmin>`, and PostgreSQL
 -- estimates that from the buffer's pg_class row. Once a buffer has been vacuumed while empty, as
--- autovacuum does right after a refresh has trimmed it, that row says "0 tuples in n pages":
--- every later batch is estimated at one row, however large, and the joins above it become nested
--- loops that rescan their inner side per change. Measured on TPC-H SF 0.1 with 1% changed per
--- cycle and the buffers vacuumed after each trim: Q3 52 -> 945 ms, Q5 41 -> 725 ms, Q9 1.0 -> 3.2 s.
+-- autovacuum often does just after a refresh has trimmed it, that row says "0 tuples in n
+-- pages": every later batch is estimated at one row, however large, and the joins above it
+-- become nested loops that rescan their inner side per change. TPC-H SF 0.1 with 1% of each
+-- table changed per cycle and the buffers so vacuumed before each cycle: Q3 ran at 0.070 of
+-- FULL's speed, Q9 at 0.064 (`npm run bench:report -- --sections tpch --tpch 0.1
+-- --vacuum-buffers --large-delta-rows 1000000000`).
 --
 -- Statements that read more than one source now come in two forms (pgt_plans.delta_sql_many,
 -- written by the compiler). The generated function counts the pending changes, up to
 -- pgtrickle.large_delta_rows (default 1,000), and from that many on runs the second form, which
 -- reads each buffer through pgtrickle._pending_many or _pending_few: set-returning functions
--- PostgreSQL estimates at their declared 1,000 or 10 rows, by the size of the table. Below that the first form runs as before, planned from
--- the statistics, which for a few changes are close enough. Each form is planned once per
+-- PostgreSQL estimates at their declared 1,000 or 10 rows, by the size of the table (same run
+-- without the last option: Q3 0.94, Q9 0.57). Below that the first form runs as before, planned
+-- from the statistics, which for a few changes are close enough. Each form is planned once per
 -- connection, as before.
 
 -- The rows of a change buffer from a transaction id on, for a delta statement: `p_row` is NULL
@@ -106,7 +110,8 @@ BEGIN
       || v_many || v_into || E'\nELSE\n' || v_sql || v_into || E'\nEND IF;\nEND';
   END IF;
   -- The statement's $1 and $2 name the function's two parameters, as they named EXECUTE's. Its
-  -- names are all columns: no column of a user's query can turn into a variable.
+  -- names are all columns, and __pgt_many yields to a column of that name (use_column): no column
+  -- of a user's query can turn into a variable.
   EXECUTE format(
     $ddl$CREATE OR REPLACE FUNCTION pgtrickle_delta.%I(pg_snapshot, xid8,
            OUT pgt_snapshot pg_snapshot, OUT pgt_inserted bigint, OUT pgt_deleted bigint, OUT pgt_truncated boolean,
