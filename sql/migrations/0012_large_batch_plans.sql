@@ -19,10 +19,10 @@
 -- from the statistics, which for a few changes are close enough. Each form is planned once per
 -- connection, as before.
 
--- The rows of a change buffer from a transaction id on, for a delta statement: `p_row` is NULL
--- of the buffer's row type. It runs with its caller's rights.
-CREATE FUNCTION pgtrickle._pending_rows(p_row anyelement, p_from xid8)
-RETURNS SETOF anyelement
+-- The query of a change buffer's rows from a transaction id on ($1), for the buffer whose row
+-- type is `p_type`; any other type is refused.
+CREATE FUNCTION pgtrickle._pending_query(p_type regtype)
+RETURNS text
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $fn$
@@ -31,34 +31,43 @@ DECLARE
 BEGIN
   SELECT c.oid INTO v_buffer
     FROM pg_type t JOIN pg_class c ON c.oid = t.typrelid
-   WHERE t.oid = pg_typeof(p_row) AND c.relnamespace = 'pgtrickle_changes'::regnamespace AND c.relkind = 'r';
+   WHERE t.oid = p_type AND c.relnamespace = 'pgtrickle_changes'::regnamespace AND c.relkind = 'r';
   IF v_buffer IS NULL THEN
-    RAISE EXCEPTION 'type % is not the row type of a change buffer', pg_typeof(p_row)
+    RAISE EXCEPTION 'type % is not the row type of a change buffer', p_type
       USING ERRCODE = 'invalid_parameter_value',
             HINT = 'pgtrickle._pending_many and _pending_few are called by the delta functions of stream tables.';
   END IF;
-  RETURN QUERY EXECUTE format('SELECT * FROM %s WHERE xid >= $1', v_buffer) USING p_from;
+  RETURN format('SELECT * FROM %s WHERE xid >= $1', v_buffer);
 END
 $fn$;
 
--- The same rows with the estimate PostgreSQL plans by: the changes of a large table in a large
--- batch (1,000 rows), and those of a small one (10 rows; below 10,000 rows, the TPC-H nation,
--- region and supplier tables, whose changes are few when there are any). The SET keeps them from
--- being inlined, which would drop their estimate.
+-- The rows of a change buffer from a transaction id on, for a delta statement (`p_row` is NULL of
+-- the buffer's row type), with the estimate PostgreSQL plans by: the changes of a large table in
+-- a large batch (1,000 rows), and those of a small one (10 rows; below 10,000 rows, the TPC-H
+-- nation, region and supplier tables, whose changes are few when there are any). They run with
+-- their caller's rights.
 CREATE FUNCTION pgtrickle._pending_many(p_row anyelement, p_from xid8)
 RETURNS SETOF anyelement
-LANGUAGE sql STABLE ROWS 1000
+LANGUAGE plpgsql STABLE ROWS 1000
 SET search_path = pg_catalog, pg_temp
-AS $fn$ SELECT * FROM pgtrickle._pending_rows(p_row, p_from) $fn$;
+AS $fn$
+BEGIN
+  RETURN QUERY EXECUTE pgtrickle._pending_query(pg_typeof(p_row)) USING p_from;
+END
+$fn$;
 
 CREATE FUNCTION pgtrickle._pending_few(p_row anyelement, p_from xid8)
 RETURNS SETOF anyelement
-LANGUAGE sql STABLE ROWS 10
+LANGUAGE plpgsql STABLE ROWS 10
 SET search_path = pg_catalog, pg_temp
-AS $fn$ SELECT * FROM pgtrickle._pending_rows(p_row, p_from) $fn$;
+AS $fn$
+BEGIN
+  RETURN QUERY EXECUTE pgtrickle._pending_query(pg_typeof(p_row)) USING p_from;
+END
+$fn$;
 
-COMMENT ON FUNCTION pgtrickle._pending_rows(anyelement, xid8) IS
-  'pgtrickle: the rows of a change buffer from a transaction id on (for _pending_many and _pending_few).';
+COMMENT ON FUNCTION pgtrickle._pending_query(regtype) IS
+  'pgtrickle: the query of a change buffer''s pending rows, for _pending_many and _pending_few.';
 COMMENT ON FUNCTION pgtrickle._pending_many(anyelement, xid8) IS
   'pgtrickle: the rows of a change buffer from a transaction id on, estimated at 1,000 rows (delta statements for large batches, large tables).';
 COMMENT ON FUNCTION pgtrickle._pending_few(anyelement, xid8) IS
