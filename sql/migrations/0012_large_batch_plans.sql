@@ -6,8 +6,8 @@
 -- autovacuum often does just after a refresh has trimmed it, that row says "0 tuples in n
 -- pages": every later batch is estimated at one row, however large, and the joins above it
 -- become nested loops that rescan their inner side per change. TPC-H SF 0.1 with 1% of each
--- table changed per cycle and the buffers so vacuumed before each cycle: Q3 ran at 0.070 of
--- FULL's speed, Q9 at 0.064 (`npm run bench:report -- --sections tpch --tpch 0.1
+-- table changed per cycle and the buffers so vacuumed before each cycle: Q3 ran at 0.073 of
+-- FULL's speed, Q9 at 0.072 (`npm run bench:report -- --sections tpch --tpch 0.1
 -- --vacuum-buffers --large-delta-rows 1000000000`).
 --
 -- Statements that read more than one source now come in two forms (pgt_plans.delta_sql_many,
@@ -15,7 +15,7 @@
 -- pgtrickle.large_delta_rows (default 1,000), and from that many on runs the second form, which
 -- reads each buffer through pgtrickle._pending_many or _pending_few: set-returning functions
 -- PostgreSQL estimates at their declared 1,000 or 10 rows, by the size of the table (same run
--- without the last option: Q3 0.94, Q9 0.57). Below that the first form runs as before, planned
+-- without the last option: Q3 1.1, Q9 0.61). Below that the first form runs as before, planned
 -- from the statistics, which for a few changes are close enough. Each form is planned once per
 -- connection, as before.
 
