@@ -78,6 +78,30 @@ ALTER TABLE pgtrickle.pgt_plans ADD COLUMN delta_sql_many text;
 COMMENT ON COLUMN pgtrickle.pgt_plans.delta_sql_many IS
   'The delta statement for a batch of at least pgtrickle.large_delta_rows pending changes (NULL: delta_sql serves every batch).';
 
+-- pgtrickle.large_delta_rows as the refresh reads it: 1,000 when unset, negative values as 0.
+CREATE FUNCTION pgtrickle._large_delta_rows()
+RETURNS integer
+LANGUAGE sql STABLE
+AS $fn$
+  SELECT greatest(coalesce(nullif(pg_catalog.current_setting('pgtrickle.large_delta_rows', true), '')::integer, 1000), 0)
+$fn$;
+
+-- The query counting a stream table's pending changes ($1 its frontier), each buffer read in xid
+-- order through its index and up to `p_limit` rows, an expression of the caller's (a variable of
+-- the generated function, or a parameter of explain_st); NULL for a stream table without buffers.
+CREATE FUNCTION pgtrickle._pending_count_sql(p_id bigint, p_limit text)
+RETURNS text
+LANGUAGE sql STABLE
+AS $fn$
+  SELECT 'SELECT count(*) FROM ('
+         || string_agg(format('(SELECT FROM pgtrickle_changes.%I b WHERE b.xid >= pg_catalog.pg_snapshot_xmin($1::pg_snapshot)'
+                              ' ORDER BY b.xid LIMIT %s)', ct.buffer_name, p_limit), ' UNION ALL ' ORDER BY ct.buffer_name)
+         || ') __pgt_pending'
+    FROM pgtrickle.pgt_dependencies d
+    JOIN pgtrickle.pgt_change_tracking ct ON ct.source_relid = d.source_relid
+   WHERE d.pgt_id = p_id AND d.cdc_mode = 'TRIGGER'
+$fn$;
+
 -- As in 0008, and where the plan has a statement for large batches, the function chooses
 -- between the two by the pending changes of the stream table's buffers, counted through their
 -- xid index up to the setting.
@@ -103,19 +127,12 @@ BEGIN
   IF v_sql IS NULL THEN
     RETURN;
   END IF;
-  -- Each buffer read in xid order, so that its index is used and stops at the limit.
-  SELECT string_agg(format('(SELECT FROM pgtrickle_changes.%I b WHERE b.xid >= pg_catalog.pg_snapshot_xmin($1::pg_snapshot)'
-                           ' ORDER BY b.xid LIMIT __pgt_many)', ct.buffer_name), ' UNION ALL ' ORDER BY ct.buffer_name)
-    INTO v_count
-    FROM pgtrickle.pgt_dependencies d
-    JOIN pgtrickle.pgt_change_tracking ct ON ct.source_relid = d.source_relid
-   WHERE d.pgt_id = p_id AND d.cdc_mode = 'TRIGGER';
+  v_count := pgtrickle._pending_count_sql(p_id, '__pgt_many');
   IF v_many IS NULL OR v_count IS NULL THEN
     v_body := E'BEGIN\n' || v_sql || v_into || E'\nEND';
   ELSE
-    v_body := E'DECLARE\n  __pgt_many integer := greatest(coalesce(nullif(pg_catalog.current_setting('
-      || quote_literal('pgtrickle.large_delta_rows') || E', true), \'\')::integer, 1000), 0);\nBEGIN\n'
-      || 'IF (SELECT count(*) FROM (' || v_count || E') __pgt_pending) >= __pgt_many THEN\n'
+    v_body := E'DECLARE\n  __pgt_many integer := pgtrickle._large_delta_rows();\nBEGIN\n'
+      || 'IF (' || v_count || E') >= __pgt_many THEN\n'
       || v_many || v_into || E'\nELSE\n' || v_sql || v_into || E'\nEND IF;\nEND';
   END IF;
   -- The statement's $1 and $2 name the function's two parameters, as they named EXECUTE's. Its
@@ -154,38 +171,25 @@ BEGIN
 END
 $fn$;
 
--- _install_plan of 0008 with the statement for large batches (NULL: none).
+-- _install_plan of 0008 (hidden columns, fillfactor, the plan's statements) keeps its body under
+-- another name. Both forms of _install_plan call it, then record the statement for large batches,
+-- which the six-argument form clears: a plan with one statement drops the second of an earlier
+-- plan.
+ALTER FUNCTION pgtrickle._install_plan(bigint, text, jsonb, name[], text, text) RENAME TO _install_plan_core;
+
 CREATE FUNCTION pgtrickle._install_plan(
   p_id bigint, p_strategy text, p_hidden_columns jsonb, p_index_columns name[], p_full_sql text,
   p_delta_sql text, p_delta_sql_many text)
 RETURNS void
 LANGUAGE plpgsql
 AS $fn$
-DECLARE
-  v_relid oid;
-  v_ddl text;
 BEGIN
-  PERFORM pgtrickle._drop_hidden_columns(p_id);
-  SELECT st.pgt_relid INTO v_relid FROM pgtrickle.pgt_stream_tables st WHERE st.pgt_id = p_id;
-  -- ::regtype accepts only a type that exists and prints it quoted.
-  SELECT string_agg(format('ADD COLUMN %I %s', c->>'name', (c->>'type')::pg_catalog.regtype), ', ') INTO v_ddl
-    FROM jsonb_array_elements(p_hidden_columns) c;
-  IF v_ddl IS NOT NULL THEN
-    EXECUTE format('ALTER TABLE %s %s', pgtrickle._relname(v_relid), v_ddl);
-    EXECUTE format('CREATE INDEX ON %s (%s)', pgtrickle._relname(v_relid),
-                   (SELECT string_agg(format('%I', c), ', ') FROM unnest(p_index_columns) c));
-  END IF;
-  IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c, unnest(c.reloptions) o
-                  WHERE c.oid = v_relid AND o LIKE 'fillfactor=%') THEN
-    EXECUTE format('ALTER TABLE %s SET (fillfactor = 85)', pgtrickle._relname(v_relid));
-  END IF;
-  PERFORM pgtrickle._store_plan(p_id, p_strategy, p_hidden_columns, p_full_sql, p_delta_sql);
+  PERFORM pgtrickle._install_plan_core(p_id, p_strategy, p_hidden_columns, p_index_columns, p_full_sql, p_delta_sql);
   PERFORM pgtrickle._store_plan_many(p_id, p_delta_sql_many);
 END
 $fn$;
 
--- The form of 0008, for plans with one statement: a plan replacing one with two drops the second.
-CREATE OR REPLACE FUNCTION pgtrickle._install_plan(
+CREATE FUNCTION pgtrickle._install_plan(
   p_id bigint, p_strategy text, p_hidden_columns jsonb, p_index_columns name[], p_full_sql text, p_delta_sql text)
 RETURNS void
 LANGUAGE plpgsql
@@ -208,11 +212,10 @@ DECLARE
   st pgtrickle.pgt_stream_tables;
   v_sql text;
   v_many text;
-  v_limit integer := greatest(coalesce(nullif(current_setting('pgtrickle.large_delta_rows', true), '')::integer, 1000), 0);
-  v_pending bigint := 0;
-  v_n bigint;
+  v_limit integer := pgtrickle._large_delta_rows();
+  v_count text := pgtrickle._pending_count_sql(v_id, '$2');
+  v_pending bigint;
   v_plan text;
-  src record;
 BEGIN
   PERFORM pgtrickle._assert_owner(v_id);
   SELECT * INTO st FROM pgtrickle.pgt_stream_tables s WHERE s.pgt_id = v_id;
@@ -224,18 +227,8 @@ BEGIN
     IF NOT with_analyze THEN
       RETURN v_sql;
     END IF;
-  ELSIF v_many IS NOT NULL AND st.frontier IS NOT NULL THEN
-    FOR src IN
-      SELECT ct.buffer_name
-        FROM pgtrickle.pgt_dependencies d
-        JOIN pgtrickle.pgt_change_tracking ct ON ct.source_relid = d.source_relid
-       WHERE d.pgt_id = v_id AND d.cdc_mode = 'TRIGGER'
-    LOOP
-      EXECUTE format('SELECT count(*) FROM (SELECT FROM pgtrickle_changes.%I b WHERE b.xid >= pg_snapshot_xmin($1)'
-                     ' ORDER BY b.xid LIMIT $2) x', src.buffer_name)
-        INTO v_n USING st.frontier, v_limit;
-      v_pending := v_pending + v_n;
-    END LOOP;
+  ELSIF v_many IS NOT NULL AND v_count IS NOT NULL AND st.frontier IS NOT NULL THEN
+    EXECUTE v_count INTO v_pending USING st.frontier, v_limit;
     IF v_pending >= v_limit THEN
       RAISE NOTICE 'stream table "%" has % or more pending changes: this is its statement for large batches',
         st.pgt_name, v_limit
