@@ -529,9 +529,14 @@ export async function loadTpch(
   return state;
 }
 
+/** `fraction` of `rows`, at least one: the rows a change touches in a table of that size. */
+function share(rows: number, fraction: number): number {
+  return Math.max(1, Math.round(rows * fraction));
+}
+
 /** Rows each refresh function touches: SF × 1500 × `fraction` / 0.001 orders (the spec's RF size is 0.1%). */
 function changeSize(state: TpchState, fraction: number): number {
-  return Math.max(1, Math.round(cardinalities(state.sf).orders * fraction));
+  return share(cardinalities(state.sf).orders, fraction);
 }
 
 /** RF1: new orders with their lineitems, keys above every existing one. Returns the orders inserted. */
@@ -571,9 +576,6 @@ export async function rf2(client: pg.ClientBase, state: TpchState, fraction = 0.
 export async function updates(client: pg.ClientBase, state: TpchState, fraction = 0.001): Promise<void> {
   const r = new Prng(streamSeed(state.seed, 2000 + state.cycle));
   const n = cardinalities(state.sf);
-  // Each table's share of its own rows: sized by the orders, the dimension updates changed 78%
-  // of the suppliers, 10% of the customers and 7.5% of the parts per cycle at SF 0.1 and 1%.
-  const share = (rows: number) => Math.max(1, Math.round(rows * fraction));
   const sample = <T>(count: number, draw: () => T) => [...new Set(Array.from({ length: count }, draw))];
   const live = state.liveOrders;
   const orderKeys = sample(changeSize(state, fraction), () => live[r.int(0, live.length - 1)] as number);
@@ -583,13 +585,15 @@ export async function updates(client: pg.ClientBase, state: TpchState, fraction 
   const comments = orderKeys.map((_, i) =>
     i % 4 === 0 ? `special ${state.pool.comment(r, 5, 30)} requests` : state.pool.comment(r, 19, 78),
   );
-  const customers = sample(share(n.customers), () => r.int(1, n.customers));
+  // Each table's share of its own rows: sized by the orders, the dimension updates changed 78%
+  // of the suppliers, 10% of the customers and 7.5% of the parts per cycle at SF 0.1 and 1%.
+  const customers = sample(share(n.customers, fraction), () => r.int(1, n.customers));
   const balances = customers.map(() => money(r.int(-99_999, 999_999)));
   const segments = customers.map(() => r.pick(SEGMENTS));
-  const parts = sample(share(n.parts), () => r.int(1, n.parts));
+  const parts = sample(share(n.parts, fraction), () => r.int(1, n.parts));
   const costs = parts.map(() => money(r.int(100, 100_000)));
   const sizes = parts.map(() => r.int(1, 50));
-  const suppliers = sample(share(n.suppliers), () => r.int(1, n.suppliers));
+  const suppliers = sample(share(n.suppliers, fraction), () => r.int(1, n.suppliers));
   const supplierBalances = suppliers.map(() => money(r.int(-99_999, 999_999)));
   await client.query('BEGIN');
   await client.query(
