@@ -62,10 +62,10 @@ export function groupedOld(
   return () => {
     const { withClause: _w, sortClause: _s, ...block } = op.stmt;
     const renamed = targets(op.stmt, block.targetList ?? []);
-    const side = fromListSide(op.from, sources, op.stmt.whereClause);
+    const probed = probedFrom(op, sources);
     const now: SelectStmt = {
       ...block,
-      fromClause: sharedFrom(op, sources) ?? side.probe ?? side.cur,
+      fromClause: sharedFrom(op, sources) ?? probed,
       targetList: [...renamed, resTarget(expr('1'), '__pgt_w')],
     };
     const delta = groupedDelta(op, sources, targets, relevant);
@@ -74,6 +74,12 @@ export function groupedOld(
     return parsed(`SELECT * FROM (${deparse({ SelectStmt: now })}) __pgt_q
       UNION ALL SELECT ${[...names, '-__pgt_w'].join(', ')} FROM ${delta.cte}`);
   };
+}
+
+/** The block's FROM list as it is now, its grouped subqueries probed where its WHERE allows. */
+function probedFrom(op: Grouped, sources: Sources): Node[] {
+  const side = fromListSide(op.from, sources, op.stmt.whereClause);
+  return side.probe ?? side.cur;
 }
 
 /**
@@ -239,8 +245,7 @@ function comparable(target: Node, keys: Node[]): boolean {
  * for two touched orders).
  */
 function narrowed(op: Grouped, keys: Node[], touched: string[], sources: Sources): Node[] {
-  const side = fromListSide(op.from, sources, op.stmt.whereClause);
-  const from = side.probe ?? side.cur;
+  const from = probedFrom(op, sources);
   const [item] = op.from;
   const node = from[0];
   if (op.from.length !== 1 || item?.kind !== 'subquery' || item.query.kind !== 'aggregate' || !node)
