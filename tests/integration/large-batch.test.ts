@@ -98,6 +98,37 @@ describe('delta statements for large batches of changes', () => {
     await refresh('lb_single', 0);
   });
 
+  it('consumes a transaction that started first but committed last exactly once in the form for large batches (I2)', async () => {
+    await db.admin.query(`CREATE TABLE lb_a (id int PRIMARY KEY, k int); CREATE TABLE lb_b (k int PRIMARY KEY, v text);
+      INSERT INTO lb_b VALUES (1, 'one'), (2, 'two')`);
+    await db.admin.query('SELECT pgtrickle.create_stream_table($1, $2)', [
+      'lb_late',
+      'SELECT lb_a.id, lb_b.v FROM lb_a JOIN lb_b ON lb_a.k = lb_b.k',
+    ]);
+    expect((await makeDifferential(db.admin, 'lb_late')).mode).toBe('DIFFERENTIAL');
+    // The first refresh after a plan is installed reinitializes.
+    await db.admin.query(`SELECT pgtrickle.refresh_stream_table('lb_late')`);
+    const early = await db.connect();
+    const late = await db.connect();
+    await early.query('BEGIN');
+    await early.query('INSERT INTO lb_a VALUES (1, 1)');
+    await late.query('BEGIN');
+    await late.query('INSERT INTO lb_a VALUES (2, 2)');
+    await late.query('COMMIT');
+    await refresh('lb_late', 0);
+    await early.query('COMMIT');
+    await refresh('lb_late', 0);
+    const consumed = await db.admin.query<{ n: string }>(
+      `SELECT changes_consumed AS n FROM pgtrickle.pgt_refresh_history
+        WHERE pgt_id = pgtrickle._resolve('lb_late') AND action = 'DIFFERENTIAL' ORDER BY refresh_id`,
+    );
+    expect(consumed.rows.map((r) => Number(r.n)).slice(-2)).toEqual([1, 1]);
+    expect((await db.admin.query('SELECT id, v FROM lb_late ORDER BY id')).rows).toEqual([
+      { id: 1, v: 'one' },
+      { id: 2, v: 'two' },
+    ]);
+  });
+
   it('refuses a row type that is not a change buffer', async () => {
     const err = await pgError(
       db.admin.query("SELECT * FROM pgtrickle._pending_many(NULL::lb_orders, '0'::xid8)"),
