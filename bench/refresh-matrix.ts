@@ -3,9 +3,9 @@
 // query and the same changes: one FULL, one DIFFERENTIAL, timed side by side in one process.
 //   npm run bench -- --sizes 10000,100000,1000000 --rates 1,10,50 [--scenarios aggregate,join]
 import { parseArgs } from 'node:util';
-import pg from 'pg';
+import type pg from 'pg';
 import { planStreamTable } from '../cluster/planner/install.js';
-import { createDatabase, startPostgres } from '../tests/harness/postgres.js';
+import { withLabDatabase } from './lab.js';
 import { median } from './report/markdown.js';
 
 const SCENARIOS: Record<string, string> = {
@@ -89,15 +89,8 @@ export async function refreshMatrix(options: {
       `unknown scenario ${unknown.join(', ')}: the scenarios are ${Object.keys(SCENARIOS).join(', ')}`,
     );
   }
-  const server = await startPostgres({
-    throwaway: true,
-    settings: { shared_buffers: '512MB', work_mem: '64MB', maintenance_work_mem: '256MB', autovacuum: 'off' },
-  });
-  const db = await createDatabase(server);
-  const client = new pg.Client({ connectionString: db.url });
-  await client.connect();
   const cells: Cell[] = [];
-  try {
+  await withLabDatabase(async (client) => {
     const { migrate } = await import('../sql/migrate.js');
     await migrate(client);
     await client.query('SET pgtrickle.auto_cost_fallback = off');
@@ -153,11 +146,7 @@ export async function refreshMatrix(options: {
         );
       }
     }
-  } finally {
-    await client.end();
-    await db.drop();
-    await server.stop();
-  }
+  });
   return cells;
 }
 

@@ -5,8 +5,7 @@
 // reload without an index.
 //   npx tsx bench/reload.ts --rows 1000000 --rounds 3
 import { parseArgs } from 'node:util';
-import pg from 'pg';
-import { createDatabase, startPostgres } from '../tests/harness/postgres.js';
+import { withLabDatabase } from './lab.js';
 import { median } from './report/markdown.js';
 
 interface Variant {
@@ -58,14 +57,7 @@ const VARIANTS: Variant[] = [
 ];
 
 export async function reloadCosts(rows: number, rounds: number): Promise<{ variant: Variant; ms: number }[]> {
-  const server = await startPostgres({
-    throwaway: true,
-    settings: { shared_buffers: '512MB', work_mem: '64MB', maintenance_work_mem: '256MB', autovacuum: 'off' },
-  });
-  const db = await createDatabase(server);
-  const client = new pg.Client({ connectionString: db.url });
-  await client.connect();
-  try {
+  return withLabDatabase(async (client) => {
     // The refresh matrix's orders, and its scan stream table in both storage shapes.
     await client.query(`
       CREATE TABLE orders (id bigint PRIMARY KEY, cid int NOT NULL, amount numeric(12,2) NOT NULL);
@@ -93,11 +85,7 @@ export async function reloadCosts(rows: number, rounds: number): Promise<{ varia
       }
     }
     return VARIANTS.map((variant, i) => ({ variant, ms: median(runs[i] ?? []) }));
-  } finally {
-    await client.end();
-    await db.drop();
-    await server.stop();
-  }
+  });
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {

@@ -2,10 +2,10 @@
 // one change cycle, beside the planning time of the defining query itself. Ratios, one run.
 //   npx tsx bench/tpch/plan-time.ts --queries q08,q05 --sf 0.01
 import { parseArgs } from 'node:util';
-import pg from 'pg';
+import type pg from 'pg';
 import { planStreamTable } from '../../cluster/planner/install.js';
 import { migrate } from '../../sql/migrate.js';
-import { createDatabase, startPostgres } from '../../tests/harness/postgres.js';
+import { withLabDatabase } from '../lab.js';
 import { changeCycle, loadTpch } from './generate.js';
 import { tpchQueries } from './queries.js';
 
@@ -23,42 +23,37 @@ interface ExplainJson {
 }
 
 export async function planTimes(ids: string[], sf: number, seed: number): Promise<Timing[]> {
-  const server = await startPostgres({ throwaway: true, settings: { autovacuum: 'off' } });
-  const db = await createDatabase(server);
-  const client = new pg.Client({ connectionString: db.url });
-  await client.connect();
-  try {
-    await migrate(client);
-    const state = await loadTpch(client, { sf, seed });
-    const queries = tpchQueries(sf).filter((q) => ids.includes(q.id));
-    const strategies = new Map<string, string>();
-    for (const q of queries) {
-      await client.query('SELECT pgtrickle.create_stream_table($1, $2)', [q.id, q.sql]);
-      const { rows } = await client.query<{ id: string }>('SELECT pgtrickle._resolve($1) AS id', [q.id]);
-      const outcome = await planStreamTable(client, String(rows[0]?.id));
-      if (outcome.mode !== 'DIFFERENTIAL') throw new Error(`${q.id}: ${outcome.reason}`);
-      strategies.set(q.id, outcome.plan.strategy);
-      await client.query('SELECT pgtrickle.refresh_stream_table($1)', [q.id]);
-    }
-    await changeCycle(client, state, 0.001);
-    const timings: Timing[] = [];
-    for (const q of queries) {
-      const delta = await explain(client, 'SELECT pgtrickle.explain_st($1, true) AS plan', [q.id]);
-      const whole = await explain(client, `EXPLAIN (SUMMARY, FORMAT JSON) ${q.sql}`, []);
-      timings.push({
-        query: q.id,
-        strategy: strategies.get(q.id) ?? '',
-        deltaPlanMs: delta['Planning Time'],
-        deltaExecMs: delta['Execution Time'] ?? 0,
-        queryPlanMs: whole['Planning Time'],
-      });
-    }
-    return timings;
-  } finally {
-    await client.end();
-    await db.drop();
-    await server.stop();
-  }
+  return withLabDatabase(
+    async (client) => {
+      await migrate(client);
+      const state = await loadTpch(client, { sf, seed });
+      const queries = tpchQueries(sf).filter((q) => ids.includes(q.id));
+      const strategies = new Map<string, string>();
+      for (const q of queries) {
+        await client.query('SELECT pgtrickle.create_stream_table($1, $2)', [q.id, q.sql]);
+        const { rows } = await client.query<{ id: string }>('SELECT pgtrickle._resolve($1) AS id', [q.id]);
+        const outcome = await planStreamTable(client, String(rows[0]?.id));
+        if (outcome.mode !== 'DIFFERENTIAL') throw new Error(`${q.id}: ${outcome.reason}`);
+        strategies.set(q.id, outcome.plan.strategy);
+        await client.query('SELECT pgtrickle.refresh_stream_table($1)', [q.id]);
+      }
+      await changeCycle(client, state, 0.001);
+      const timings: Timing[] = [];
+      for (const q of queries) {
+        const delta = await explain(client, 'SELECT pgtrickle.explain_st($1, true) AS plan', [q.id]);
+        const whole = await explain(client, `EXPLAIN (SUMMARY, FORMAT JSON) ${q.sql}`, []);
+        timings.push({
+          query: q.id,
+          strategy: strategies.get(q.id) ?? '',
+          deltaPlanMs: delta['Planning Time'],
+          deltaExecMs: delta['Execution Time'] ?? 0,
+          queryPlanMs: whole['Planning Time'],
+        });
+      }
+      return timings;
+    },
+    { autovacuum: 'off' },
+  );
 }
 
 async function explain(client: pg.Client, sql: string, params: unknown[]): Promise<ExplainJson> {

@@ -8,7 +8,7 @@ import { parseArgs } from 'node:util';
 import pg from 'pg';
 import { planStreamTable } from '../../cluster/planner/install.js';
 import { migrate } from '../../sql/migrate.js';
-import { createDatabase, startPostgres } from '../../tests/harness/postgres.js';
+import { withLabDatabase } from '../lab.js';
 import { median } from '../report/markdown.js';
 import { changeCycle, loadTpch } from './generate.js';
 import { tpchQueries } from './queries.js';
@@ -73,27 +73,24 @@ export async function splitTimes(ids: string[], change: number, cycles: number):
   const unknown = ids.filter((id) => !(id in SPLITS));
   if (unknown.length > 0)
     throw new Error(`no split for ${unknown.join(', ')}: there is one for ${Object.keys(SPLITS)}`);
-  const server = await startPostgres({
-    throwaway: true,
-    settings: { shared_buffers: '512MB', work_mem: '64MB', autovacuum: 'off' },
-  });
-  const db = await createDatabase(server);
-  const client = new pg.Client({ connectionString: db.url });
-  await client.connect();
-  const create = async (name: string, sql: string, mode: 'FULL' | 'AUTO') => {
-    await client.query('SELECT pgtrickle.create_stream_table($1, $2, refresh_mode => $3)', [name, sql, mode]);
-    if (mode === 'FULL') return;
-    const { rows } = await client.query<{ id: string }>('SELECT pgtrickle._resolve($1) AS id', [name]);
-    const outcome = await planStreamTable(client, String(rows[0]?.id));
-    if (outcome.mode !== 'DIFFERENTIAL') throw new Error(`${name}: ${outcome.reason}`);
-    await client.query('SELECT pgtrickle.refresh_stream_table($1)', [name]);
-  };
-  const refresh = async (...names: string[]) => {
-    const start = process.hrtime.bigint();
-    for (const name of names) await client.query('SELECT pgtrickle.refresh_stream_table($1)', [name]);
-    return Number(process.hrtime.bigint() - start) / 1e6;
-  };
-  try {
+  return withLabDatabase(async (client) => {
+    const create = async (name: string, sql: string, mode: 'FULL' | 'AUTO') => {
+      await client.query('SELECT pgtrickle.create_stream_table($1, $2, refresh_mode => $3)', [
+        name,
+        sql,
+        mode,
+      ]);
+      if (mode === 'FULL') return;
+      const { rows } = await client.query<{ id: string }>('SELECT pgtrickle._resolve($1) AS id', [name]);
+      const outcome = await planStreamTable(client, String(rows[0]?.id));
+      if (outcome.mode !== 'DIFFERENTIAL') throw new Error(`${name}: ${outcome.reason}`);
+      await client.query('SELECT pgtrickle.refresh_stream_table($1)', [name]);
+    };
+    const refresh = async (...names: string[]) => {
+      const start = process.hrtime.bigint();
+      for (const name of names) await client.query('SELECT pgtrickle.refresh_stream_table($1)', [name]);
+      return Number(process.hrtime.bigint() - start) / 1e6;
+    };
     await migrate(client);
     await client.query('SET pgtrickle.auto_cost_fallback = off');
     const state = await loadTpch(client, { sf: SF, seed: 1 });
@@ -143,11 +140,7 @@ export async function splitTimes(ids: string[], change: number, cycles: number):
       });
     }
     return rows;
-  } finally {
-    await client.end();
-    await db.drop();
-    await server.stop();
-  }
+  });
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {
