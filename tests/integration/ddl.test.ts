@@ -222,6 +222,29 @@ describe.each([byEventTrigger, byFingerprint])('DDL tracking through $name', (pa
     );
   });
 
+  it('ALTER TABLE DROP CONSTRAINT of the primary key of a source reinitializes the stream table', async () => {
+    await sql(`CREATE TABLE pk_src (id int PRIMARY KEY, v int);
+               INSERT INTO pk_src SELECT g, g FROM generate_series(1, 20) g`);
+    await create('pk_st', 'SELECT id, v FROM pk_src');
+    // Stored by the key: an UPDATE of a source row becomes an UPDATE of the row with its key.
+    expect(await makeDifferential(client, 'pk_st')).toMatchObject({
+      mode: 'DIFFERENTIAL',
+      plan: { strategy: 'keyed' },
+    });
+    await expectMarked(
+      'pk_st',
+      'public.pk_src',
+      'ALTER TABLE pk_src DROP CONSTRAINT pk_src_pkey',
+      'upstream table altered: public.pk_src (primary key changed)',
+    );
+    // Without the key, a second row with the same id is a row of the stream table of its own.
+    await expectRecovers(
+      'pk_st',
+      'INSERT INTO pk_src VALUES (1, 100), (2, 200)',
+      'INSERT INTO pk_src VALUES (3, 300); UPDATE pk_src SET v = v + 1 WHERE id = 1',
+    );
+  });
+
   it('DROP TABLE of a source puts the stream table in ERROR and its refresh names the table', async () => {
     await sql(`CREATE TABLE gone_src (id int PRIMARY KEY); INSERT INTO gone_src VALUES (1)`);
     await create('gone_st', 'SELECT id FROM gone_src');
@@ -422,5 +445,38 @@ describe.each([byEventTrigger, byFingerprint])('DDL tracking through $name', (pa
       expect(await lastAction(client, st)).toBe('DIFFERENTIAL');
       expect(await divergence(client, st)).toBe(0);
     }
+  });
+});
+
+// Fingerprints recorded before migration 0013 had no primary key part.
+describe('a catalog upgraded to the fingerprint with primary keys', () => {
+  let db: Awaited<ReturnType<typeof migratedDatabase>>;
+
+  beforeAll(async () => {
+    db = await migratedDatabase({ upTo: 12 });
+  });
+  afterAll(async () => {
+    await db?.drop();
+  });
+
+  it('reinitializes nothing that did not change, and then notices a dropped primary key', async () => {
+    const sql = (text: string) => db.admin.query(text);
+    await sql(`CREATE TABLE up_src (id int PRIMARY KEY, v int);
+               INSERT INTO up_src SELECT g, g FROM generate_series(1, 10) g;
+               SELECT pgtrickle.create_stream_table('up_st', 'SELECT id, v FROM up_src')`);
+    await makeDifferential(db.admin, 'up_st');
+    await migrate(db.admin);
+    expect((await sql('SELECT * FROM pgtrickle._check_ddl()')).rows).toEqual([]);
+    expect(
+      (await sql(`SELECT needs_reinit FROM pgtrickle.pgt_stream_tables WHERE pgt_name = 'up_st'`)).rows,
+    ).toEqual([{ needs_reinit: false }]);
+    await sql('ALTER TABLE up_src DROP CONSTRAINT up_src_pkey');
+    const { rows } = await sql(
+      `SELECT reason FROM pgtrickle.pgt_ddl_events WHERE pgt_id = pgtrickle._resolve('up_st') ORDER BY event_id`,
+    );
+    expect(rows).toEqual([{ reason: 'upstream table altered: public.up_src (primary key changed)' }]);
+    await sql('INSERT INTO up_src VALUES (1, 100)');
+    await sql(`SELECT pgtrickle.refresh_stream_table('up_st')`);
+    expect(await divergence(db.admin, 'up_st')).toBe(0);
   });
 });
