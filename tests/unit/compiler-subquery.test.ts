@@ -326,6 +326,14 @@ describe('subqueries in WHERE and HAVING', () => {
       ),
     ).deltaSql;
     expect(unfiltered).not.toContain('UNION ALL SELECT c.id FROM __pgt_d');
+    // Its primary key IS NOT NULL holds for every customer: no narrower than no filter at all.
+    const keyNotNull = compile(
+      facts(
+        'SELECT c.id FROM public.customers c WHERE c.id IS NOT NULL AND EXISTS (SELECT 1 FROM public.orders o WHERE o.cid = c.id)',
+        ['id'],
+      ),
+    ).deltaSql;
+    expect(keyNotNull).not.toContain('UNION ALL SELECT c.id FROM __pgt_d');
   });
 
   it('narrows a grouped subquery grouped again on its own key to the touched keys', () => {
