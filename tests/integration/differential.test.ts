@@ -276,6 +276,9 @@ describe('differential refresh', () => {
     expect(await divergence(db.admin, 'ex_join')).toBe(before);
     // Only ex_a changed: the arms that read changes of ex_b are never executed.
     expect(JSON.stringify(plan)).toMatch(/"Actual Loops":0/);
+    // The plan a refresh runs: generic, its frontier a parameter rather than a constant.
+    expect(JSON.stringify(plan)).toMatch(/pg_snapshot_xmin\(\$1\)/);
+    expect((await db.admin.query('SELECT name FROM pg_prepared_statements')).rows).toEqual([]);
     await refresh('ex_join');
     expect(await divergence(db.admin, 'ex_join')).toBe(0);
   });
