@@ -5,7 +5,7 @@
 -- with JIT off. explain_st ran it with EXECUTE … USING, which plans it for the frontier's
 -- values: a custom plan, at times a very different one (TPC-H Q18 at SF 0.1 with 0.1% changed
 -- per cycle: 8.5 s under EXPLAIN ANALYZE, 0.12 s in the refresh). It now prepares the statement
--- and explains its generic plan, with JIT off.
+-- and explains it under the generated function's settings (a generic plan), with JIT off.
 
 -- As in 0012, with the generic plan.
 CREATE OR REPLACE FUNCTION pgtrickle.explain_st(name text, with_analyze boolean DEFAULT false)
@@ -69,7 +69,12 @@ BEGIN
   END IF;
   EXECUTE format('PREPARE %I (pg_snapshot, xid8) AS %s', v_statement, v_sql);
   BEGIN
-    PERFORM set_config('plan_cache_mode', 'force_generic_plan', true);
+    -- The settings of the generated function (plan_cache_mode, and whatever a later migration
+    -- adds), and _refresh's JIT off.
+    PERFORM set_config(split_part(c.setting, '=', 1), substr(c.setting, strpos(c.setting, '=') + 1), true)
+       FROM pg_catalog.pg_proc f CROSS JOIN LATERAL unnest(f.proconfig) AS c(setting)
+      WHERE f.oid = to_regprocedure(format('pgtrickle_delta.%I(pg_snapshot, xid8)', 'st_' || v_id))
+        AND split_part(c.setting, '=', 1) <> 'search_path';
     PERFORM set_config('jit', 'off', true);
     EXECUTE format('EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) EXECUTE %I (%L, %L)',
                    v_statement, st.frontier, st.frontier_xid) INTO v_plan;
